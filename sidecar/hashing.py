@@ -1,0 +1,162 @@
+"""Hashes that validators compare: chain hashes, exact hashes, model hash.
+
+Chain hash (what the chain node's client recomputes): each value v is rounded
+to 6 decimals as r = round_half_away_from_zero(float64(v) * 1e6) / 1e6 (the
+multiply and divide are ordinary float64 operations), narrowed to float32, and
+its IEEE-754 bits are appended big-endian; the digest is sha256, lowercase hex.
+This matches Go's math.Round, so it is NOT Python's round() (which ties to
+even): 0.0078125 -> 7812.5 -> 7813 -> 0.007813.
+Special values, chosen to follow what that Go expression yields:
+  * NaN (any sign or payload) -> canonical quiet NaN 0x7fc00000;
+  * +Inf / -Inf stay +Inf / -Inf;
+  * -0.0 stays -0.0, and negatives that round to zero become -0.0 (the sign
+    survives rounding); +0.0 stays +0.0;
+  * subnormals (and anything with |v| < 5e-7) round to +0.0 / -0.0 by sign.
+
+Exact hash: sha256 of the float32 values' little-endian bytes, no rounding.
+
+Model hash: sha256 over a canonical manifest of every regular file under the
+model directory except the top-level export_metadata.json (which records the
+hash). Manifest = b"veid-model-manifest-v1\\n" then, per file sorted by the
+bytes of its relative POSIX path: u64be(len(path)) path u64be(size)
+sha256(content). Lengths make the encoding unambiguous, so renaming a file or
+moving bytes between files changes the hash. Only files are covered; empty
+directories (which git cannot carry anyway) are ignored. Symlinks anywhere
+below the root, special files and non-canonical paths are refused.
+"""
+
+import hashlib
+import os
+import stat
+import struct
+import sys
+from collections.abc import Iterable
+
+import numpy as np
+
+MANIFEST_HEADER = b"veid-model-manifest-v1\n"
+METADATA_FILE = "export_metadata.json"
+CANONICAL_NAN_BITS = 0x7FC00000
+_CHUNK = 1 << 20
+
+
+class ModelHashError(ValueError):
+    """The model directory cannot be hashed safely."""
+
+
+def chain_round(values: Iterable[float] | np.ndarray) -> np.ndarray:
+    """Applies the chain's 6-decimal rounding; returns float32 values."""
+    x = np.asarray(values, dtype=np.float32).astype(np.float64).reshape(-1)
+    y = x * 1e6
+    a = np.abs(y)
+    f = np.floor(a)
+    # a - f is exact, so the tie test is exact; unlike floor(a + 0.5), this is
+    # also right when a + 0.5 would itself round (|a| >= 2**52).
+    with np.errstate(invalid="ignore"):
+        f = np.where(a - f >= 0.5, f + 1.0, f)
+    r = (np.copysign(f, y) / 1e6).astype(np.float32)
+    nan = np.isnan(x)
+    if nan.any():
+        r = r.copy()
+        r.view(np.uint32)[nan] = CANONICAL_NAN_BITS
+    # Inf passes through unchanged: inf - inf is NaN so the where() kept f = inf.
+    r[np.isinf(x)] = x[np.isinf(x)]
+    return r
+
+
+def chain_hash(values: Iterable[float] | np.ndarray) -> str:
+    return hashlib.sha256(chain_round(values).astype(">f4").tobytes()).hexdigest()
+
+
+def exact_hash(values: Iterable[float] | np.ndarray) -> str:
+    return hashlib.sha256(np.asarray(values, dtype="<f4").reshape(-1).tobytes()).hexdigest()
+
+
+def float32_hex(value: float | np.floating) -> str:
+    """IEEE-754 bits of a float32 as '0x%08x' (how golden vectors store raw scores)."""
+    return "0x%08x" % struct.unpack("<I", np.float32(value).tobytes())[0]
+
+
+def float32_from_hex(text: str) -> np.float32:
+    return np.frombuffer(struct.pack("<I", int(text, 16)), dtype=np.float32)[0]
+
+
+def list_model_files(model_dir: str) -> list[str]:
+    """Relative POSIX paths of every regular file, sorted by bytes; refuses links."""
+    root = os.path.realpath(model_dir)
+    st = os.lstat(root)
+    if not stat.S_ISDIR(st.st_mode):
+        raise ModelHashError(f"model path {model_dir} is not a directory")
+    found: list[str] = []
+    _walk(root, "", found)
+    found.sort(key=os.fsencode)
+    return found
+
+
+def _walk(root: str, rel: str, found: list[str]) -> None:
+    here = os.path.join(root, rel) if rel else root
+    with os.scandir(here) as it:
+        entries = list(it)
+    for entry in entries:
+        child = f"{rel}/{entry.name}" if rel else entry.name
+        if entry.name in ("", ".", "..") or "/" in entry.name or "\\" in entry.name:
+            raise ModelHashError(f"refusing path escaping the model directory: {child}")
+        st = entry.stat(follow_symlinks=False)
+        if stat.S_ISLNK(st.st_mode):
+            raise ModelHashError(f"refusing symlink in model directory: {child}")
+        if stat.S_ISDIR(st.st_mode):
+            _walk(root, child, found)
+        elif stat.S_ISREG(st.st_mode):
+            if child != METADATA_FILE:
+                found.append(child)
+        else:
+            raise ModelHashError(f"refusing special file in model directory: {child}")
+
+
+def _file_digest(root: str, rel: str) -> tuple[int, bytes]:
+    # O_NOFOLLOW plus fstat: a file swapped for a symlink after listing is refused.
+    try:
+        fd = os.open(os.path.join(root, rel), os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as e:
+        raise ModelHashError(f"cannot open {rel}: {e.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ModelHashError(f"refusing non-regular file in model directory: {rel}")
+        h = hashlib.sha256()
+        size = 0
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.digest()
+
+
+def model_manifest(model_dir: str) -> bytes:
+    root = os.path.realpath(model_dir)
+    parts = [MANIFEST_HEADER]
+    for rel in list_model_files(model_dir):
+        name = os.fsencode(rel)
+        size, digest = _file_digest(root, rel)
+        parts += [struct.pack(">Q", len(name)), name, struct.pack(">Q", size), digest]
+    return b"".join(parts)
+
+
+def model_hash(model_dir: str) -> str:
+    return hashlib.sha256(model_manifest(model_dir)).hexdigest()
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m sidecar.hashing MODEL_DIR", file=sys.stderr)
+        return 2
+    try:
+        print(model_hash(argv[1]))
+    except (ModelHashError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    app.run(lambda argv: sys.exit(main(argv)))

@@ -1,0 +1,174 @@
+"""Chain/exact/model hashes against values computed independently with struct."""
+
+import hashlib
+import os
+import struct
+
+import numpy as np
+import pytest
+
+from sidecar import hashing
+
+
+def _sha(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+def _be32(*floats: float) -> bytes:
+    # struct narrows float64 -> float32 with round-to-nearest-even, like the spec.
+    return b"".join(struct.pack(">f", f) for f in floats)
+
+
+def _be_bits(*bits: int) -> bytes:
+    return b"".join(struct.pack(">I", b) for b in bits)
+
+
+class TestChainHash:
+    def test_tie_rounds_away_from_zero(self):
+        # 0.0078125 = 2**-7 is exact; * 1e6 = 7812.5 exactly -> 7813, not round()'s 7812.
+        assert hashing.chain_hash([0.0078125]) == _sha(_be32(0.007813))
+        assert hashing.chain_hash([-0.0078125]) == _sha(_be32(-0.007813))
+        assert hashing.chain_hash([0.0078125]) != _sha(_be32(0.007812))
+
+    def test_another_tie_and_ordinary_values(self):
+        # 3/128 * 1e6 = 23437.5 -> 23438.
+        assert hashing.chain_hash([0.0234375, 0.5, 1.0, 0.0]) == _sha(_be32(0.023438, 0.5, 1.0, 0.0))
+
+    def test_rounds_to_six_decimals(self):
+        v = float(np.float32(0.123456789))  # 0.12345679104328156 -> 123456.79... -> 123457
+        assert hashing.chain_hash([v]) == _sha(_be32(0.123457))
+
+    def test_nan_is_canonical_quiet_nan(self):
+        negative_payload_nan = np.frombuffer(struct.pack("<I", 0xFFC01234), np.float32)[0]
+        assert hashing.chain_hash([float("nan")]) == _sha(_be_bits(0x7FC00000))
+        assert hashing.chain_hash([negative_payload_nan]) == _sha(_be_bits(0x7FC00000))
+
+    def test_infinities_stay(self):
+        assert hashing.chain_hash([float("inf"), float("-inf")]) == _sha(_be_bits(0x7F800000, 0xFF800000))
+
+    def test_negative_zero_keeps_its_sign(self):
+        assert hashing.chain_hash([-0.0]) == _sha(_be_bits(0x80000000))
+        assert hashing.chain_hash([0.0]) == _sha(_be_bits(0x00000000))
+        # Small negatives round to -0.0, like Go's math.Round(-0.1) == -0.
+        assert hashing.chain_hash([-4e-7]) == _sha(_be_bits(0x80000000))
+        assert hashing.chain_hash([4e-7]) == _sha(_be_bits(0x00000000))
+
+    def test_subnormals_round_to_signed_zero(self):
+        smallest = struct.unpack("<f", struct.pack("<I", 0x00000001))[0]
+        largest_sub = struct.unpack("<f", struct.pack("<I", 0x007FFFFF))[0]
+        assert hashing.chain_hash([smallest, -largest_sub]) == _sha(_be_bits(0x00000000, 0x80000000))
+
+    def test_float32_max_survives(self):
+        fmax = struct.unpack("<f", struct.pack("<I", 0x7F7FFFFF))[0]
+        assert hashing.chain_hash([fmax, -fmax]) == _sha(_be_bits(0x7F7FFFFF, 0xFF7FFFFF))
+
+    def test_empty(self):
+        assert hashing.chain_hash([]) == _sha(b"")
+
+
+class TestExactHash:
+    def test_little_endian_no_rounding(self):
+        vals = [0.0078125, -0.0, 1.0 / 3.0]
+        expected = b"".join(struct.pack("<f", v) for v in vals)
+        assert hashing.exact_hash(vals) == _sha(expected)
+
+    def test_float32_hex_round_trip(self):
+        assert hashing.float32_hex(100.0) == "0x42c80000"
+        assert hashing.float32_hex(-0.0) == "0x80000000"
+        assert hashing.float32_from_hex("0x42c80000") == np.float32(100.0)
+
+
+def _write(root, rel, data: bytes):
+    path = os.path.join(root, rel)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def _manifest_entry(rel: str, data: bytes) -> bytes:
+    name = rel.encode()
+    return struct.pack(">Q", len(name)) + name + struct.pack(">Q", len(data)) + hashlib.sha256(data).digest()
+
+
+class TestModelHash:
+    @pytest.fixture
+    def model_dir(self, tmp_path):
+        root = str(tmp_path / "m")
+        _write(root, "saved_model.pb", b"graph")
+        _write(root, "variables/variables.index", b"idx")
+        _write(root, "variables/variables.data-00000-of-00001", b"weights")
+        _write(root, "export_metadata.json", b"{}")
+        return root
+
+    def test_matches_hand_built_manifest(self, model_dir):
+        manifest = (
+            b"veid-model-manifest-v1\n"
+            + _manifest_entry("saved_model.pb", b"graph")
+            + _manifest_entry("variables/variables.data-00000-of-00001", b"weights")
+            + _manifest_entry("variables/variables.index", b"idx")
+        )
+        assert hashing.model_hash(model_dir) == _sha(manifest)
+
+    def test_top_level_metadata_excluded_nested_not(self, model_dir):
+        before = hashing.model_hash(model_dir)
+        _write(model_dir, "export_metadata.json", b'{"changed": 1}')
+        assert hashing.model_hash(model_dir) == before
+        _write(model_dir, "variables/export_metadata.json", b"{}")
+        assert hashing.model_hash(model_dir) != before
+
+    def test_empty_directories_ignored(self, model_dir):
+        before = hashing.model_hash(model_dir)
+        os.mkdir(os.path.join(model_dir, "assets"))
+        assert hashing.model_hash(model_dir) == before
+
+    def test_content_rename_add_change_it(self, model_dir):
+        seen = {hashing.model_hash(model_dir)}
+        _write(model_dir, "saved_model.pb", b"grapH")
+        seen.add(hashing.model_hash(model_dir))
+        os.rename(os.path.join(model_dir, "saved_model.pb"), os.path.join(model_dir, "saved_model2.pb"))
+        seen.add(hashing.model_hash(model_dir))
+        _write(model_dir, "extra", b"")
+        seen.add(hashing.model_hash(model_dir))
+        assert len(seen) == 4
+
+    def test_moving_bytes_between_files_changes_it(self, tmp_path):
+        a, b = str(tmp_path / "a"), str(tmp_path / "b")
+        _write(a, "x", b"ab")
+        _write(a, "y", b"c")
+        _write(b, "x", b"a")
+        _write(b, "y", b"bc")
+        assert hashing.model_hash(a) != hashing.model_hash(b)
+
+    def test_symlinked_file_refused(self, model_dir):
+        os.symlink(os.path.join(model_dir, "saved_model.pb"), os.path.join(model_dir, "link.pb"))
+        with pytest.raises(hashing.ModelHashError, match="symlink.*link.pb"):
+            hashing.model_hash(model_dir)
+
+    def test_symlinked_directory_refused(self, model_dir, tmp_path):
+        outside = str(tmp_path / "outside")
+        _write(outside, "w", b"w")
+        os.symlink(outside, os.path.join(model_dir, "variables", "more"))
+        with pytest.raises(hashing.ModelHashError, match="symlink.*variables/more"):
+            hashing.model_hash(model_dir)
+
+    def test_dangling_symlink_refused(self, model_dir):
+        os.symlink("/nonexistent", os.path.join(model_dir, "dangling"))
+        with pytest.raises(hashing.ModelHashError, match="dangling"):
+            hashing.model_hash(model_dir)
+
+    def test_special_file_refused(self, model_dir):
+        os.mkfifo(os.path.join(model_dir, "fifo"))
+        with pytest.raises(hashing.ModelHashError, match="special file.*fifo"):
+            hashing.model_hash(model_dir)
+
+    def test_not_a_directory(self, model_dir):
+        with pytest.raises(hashing.ModelHashError, match="not a directory"):
+            hashing.model_hash(os.path.join(model_dir, "saved_model.pb"))
+
+    def test_cli(self, model_dir, capsys):
+        assert hashing.main(["hashing", model_dir]) == 0
+        assert capsys.readouterr().out.strip() == hashing.model_hash(model_dir)
+
+
+if __name__ == "__main__":
+    raise SystemExit(pytest.main([__file__, "-q", "-p", "no:cacheprovider"]))
