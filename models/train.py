@@ -3,8 +3,10 @@
 Run from the repository root:
     python models/train.py --output_dir=models/trust_score
 
+The network is a small Keras MLP (768 -> 256 -> 64 -> 1, relu, sigmoid * 100).
 Everything that reaches the exported bytes is a pure function of this file,
-the seed and the pinned TensorFlow/NumPy versions: the data are synthetic,
+the seed and the pinned TensorFlow/Keras/NumPy versions: weights start from
+NumPy's frozen stream rather than Keras' RNG, the data are synthetic,
 training steps one example at a time (batch-1 products are the only ones
 oneDNN computes identically on every CPU), and the export is normalised.
 See models/README.md for the data rule and what needed normalising.
@@ -106,30 +108,80 @@ def glorot_uniform(rng: np.random.RandomState, fan_in: int, fan_out: int) -> np.
 
 # --- model -------------------------------------------------------------------
 
-def build_module(tf, rng: np.random.RandomState):
+def import_keras(tf):
+    """Imports Keras 3 on the TensorFlow backend, after determinism has configured TF.
+
+    KERAS_BACKEND is pinned (a user's keras.json or environment could otherwise
+    select JAX or PyTorch); floatx is reset to float32 and every layer is also
+    given dtype float32 explicitly, so a keras.json cannot change the model.
+    """
+    have = os.environ.get("KERAS_BACKEND")
+    if have not in (None, "", "tensorflow"):
+        raise determinism.DeterminismError(f"KERAS_BACKEND={have!r} contradicts required 'tensorflow'")
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    import keras  # pylint: disable=import-outside-toplevel
+
+    if keras.backend.backend() != "tensorflow":
+        raise determinism.DeterminismError(f"Keras runs on {keras.backend.backend()!r}, not tensorflow")
+    keras.config.set_floatx("float32")  # a keras.json could say otherwise
+    del tf
+    return keras
+
+
+def build_keras_model(keras, rng: np.random.RandomState):
+    """The 768 -> 256 -> 64 -> 1 Keras MLP: relu hidden layers, final Dense(1).
+
+    Returns a functional model with two outputs, {"logit": [n, 1], "trust_score":
+    sigmoid(logit) * 100}; training uses the logit, serving the score. Layers
+    are created with zero initialisers, so Keras' RNG is never consulted, and
+    the Glorot-uniform kernels are then drawn from `rng` in layer order (the
+    same stream as before Keras) and set with set_weights; biases stay zero.
+    """
+    dims = (F.FEATURE_DIM,) + HIDDEN + (1,)
+    inputs = keras.Input(shape=(F.FEATURE_DIM,), dtype="float32", name=model_lib.INPUT_NAME)
+    h = inputs
+    layers = []
+    for i, units in enumerate(dims[1:]):
+        last = i == len(dims) - 2
+        layer = keras.layers.Dense(
+            units,
+            activation=None if last else "relu",
+            kernel_initializer="zeros",
+            bias_initializer="zeros",
+            dtype="float32",
+            name="logit" if last else f"hidden_{i}",
+        )
+        h = layer(h)
+        layers.append(layer)
+    score = keras.layers.Activation("sigmoid", dtype="float32", name="sigmoid")(h) * 100.0
+    model = keras.Model(inputs=inputs, outputs={"logit": h, model_lib.OUTPUT_NAME: score}, name="trust_score")
+    for layer, (a, b) in zip(layers, zip(dims, dims[1:])):
+        layer.set_weights([glorot_uniform(rng, a, b), np.zeros(b, np.float32)])
+    return model
+
+
+def build_module(tf, keras_model):
     keep_masks = F.group_keep_masks()
 
     class TrustScore(tf.Module):
-        """768 -> 256 -> 64 -> 1 MLP, sigmoid * 100. Holds only the weights."""
+        """Export wrapper: the Keras model's weights plus two tf.function signatures.
+
+        Only the weights are tracked; the Keras model itself is reached through
+        the closure, so the SavedModel holds the graph and six variables and
+        none of Keras' bookkeeping objects, its traced default signature or
+        any optimizer state.
+        """
 
         def __init__(self):
             super().__init__(name="trust_score")
-            dims = (F.FEATURE_DIM,) + HIDDEN + (1,)
-            self.weights = [
-                tf.Variable(glorot_uniform(rng, a, b), name=f"w{i}") for i, (a, b) in enumerate(zip(dims, dims[1:]))
-            ]
-            self.biases = [tf.Variable(np.zeros(b, np.float32), name=f"b{i}") for i, b in enumerate(dims[1:])]
+            self.keras_weights = list(keras_model.weights)
 
-        def logits(self, x):
-            h = x
-            for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-                h = tf.matmul(h, w) + b
-                if i < len(self.weights) - 1:
-                    h = tf.nn.relu(h)
-            return h
+        @property
+        def model(self):
+            return keras_model
 
         def score(self, x):
-            return tf.sigmoid(self.logits(x)) * 100.0
+            return keras_model(x, training=False)[model_lib.OUTPUT_NAME]
 
         @tf.function(input_signature=[tf.TensorSpec([None, F.FEATURE_DIM], tf.float32, name="features")])
         def serve(self, features):
@@ -150,8 +202,13 @@ def build_module(tf, rng: np.random.RandomState):
 
 
 def train(tf, module, x: np.ndarray, y: np.ndarray, rng: np.random.RandomState) -> np.float32:
-    """Plain per-example SGD on sigmoid cross-entropy; returns the last epoch's mean loss."""
-    variables = module.weights + module.biases
+    """Plain per-example SGD on sigmoid cross-entropy; returns the last epoch's mean loss.
+
+    Not model.fit: it would batch (CPU-dependent matmuls) and attach optimizer
+    state. Each step calls the Keras model on one row and updates its weights
+    with v -= lr * grad.
+    """
+    variables = list(module.model.trainable_variables)
     xs = tf.constant(x)
     ys = tf.constant(y)
     lr = tf.constant(LEARNING_RATE, tf.float32)
@@ -163,7 +220,8 @@ def train(tf, module, x: np.ndarray, y: np.ndarray, rng: np.random.RandomState) 
             xi = tf.gather(xs, order[i : i + 1])
             yi = tf.gather(ys, order[i : i + 1])
             with tf.GradientTape() as tape:
-                loss = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=yi, logits=module.logits(xi)))
+                logits = module.model(xi, training=True)["logit"]
+                loss = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(labels=yi, logits=logits))
             for v, g in zip(variables, tape.gradient(loss, variables)):
                 v.assign_sub(lr * g)
             total += loss
@@ -349,7 +407,8 @@ def main(argv):
     tf = determinism.import_tensorflow()
     rng = np.random.RandomState(determinism.SEED)
     x, y = synthetic_data(rng, TRAIN_EXAMPLES)
-    module = build_module(tf, rng)
+    keras = import_keras(tf)
+    module = build_module(tf, build_keras_model(keras, rng))
     final_loss = train(tf, module, x, y, rng)
     summary = {
         "seed": determinism.SEED,
@@ -358,7 +417,7 @@ def main(argv):
         "batch_size": 1,
         "optimizer": f"sgd(lr={LEARNING_RATE})",
         "loss": "sigmoid_cross_entropy(target=trust/100)",
-        "architecture": "768-256-64-1 relu, sigmoid*100",
+        "architecture": f"keras {keras.__version__} functional MLP: Dense 768-256-64-1 relu, sigmoid*100",
         "final_epoch_mean_loss_bits": hashing.float32_hex(final_loss),
         "final_epoch_mean_loss": float(final_loss),
     }
