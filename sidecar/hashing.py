@@ -148,8 +148,10 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m sidecar.hashing MODEL_DIR", file=sys.stderr)
         return 2
+    # `bazel run` starts us inside runfiles; operators name paths from the repo root.
+    path = os.path.join(os.environ.get("BUILD_WORKSPACE_DIRECTORY", ""), argv[1])
     try:
-        print(model_hash(argv[1]))
+        print(model_hash(path))
     except (ModelHashError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -1,0 +1,196 @@
+"""veid-sidecar: serves inference.v1 next to a validator's chain node.
+
+Start-up runs every check (determinism environment, model hash, versions,
+golden vectors) before any port is bound, so a sidecar that would disagree
+with the network never serves anything. SIGTERM/SIGINT flip health to
+NOT_SERVING, finish in-flight calls within --grace-period and exit 0.
+"""
+
+import os
+import re
+import signal
+import threading
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from sidecar import determinism
+from sidecar import duration
+from sidecar import scorer as scorer_lib
+
+
+def default_model_path() -> str:
+    # `bazel run` starts us inside runfiles, where every file is a symlink the
+    # model hash refuses; the workspace copy is the one operators mean.
+    workspace = os.environ.get("BUILD_WORKSPACE_DIRECTORY")
+    if workspace:
+        return os.path.join(workspace, "models", "trust_score")
+    return scorer_lib.DEFAULT_MODEL_PATH
+
+
+flags.DEFINE_string("grpc-addr", ":50051", "host:port for gRPC; an empty host listens on every interface.")
+flags.DEFINE_string("metrics-addr", ":9090", "host:port for /metrics and /health; an empty host listens on every interface.")
+flags.DEFINE_string(
+    "model-path",
+    default_model_path(),
+    "Model directory (a real directory, not symlinks). Default: $BUILD_WORKSPACE_DIRECTORY/models/trust_score "
+    "under `bazel run`, otherwise models/trust_score relative to the working directory.",
+)
+flags.DEFINE_string("model-version", "v1.0.0", "Model version the sidecar must load; start-up fails on any other.")
+flags.DEFINE_string(
+    "expected-hash", "", "Pin the model hash (64 hex digits). Empty: only check against export_metadata.json."
+)
+flags.DEFINE_bool("force-cpu", True, "Run on CPU only. Must be true: GPU results are not reproducible across validators.")
+flags.DEFINE_integer(
+    "random-seed", determinism.SEED, f"Random seed; part of the determinism contract, so only {determinism.SEED} is accepted."
+)
+flags.DEFINE_enum("log-level", "info", ["debug", "info", "warn", "error"], "Log verbosity.")
+flags.DEFINE_bool("enable-reflection", False, "Serve gRPC server reflection (for grpcurl and friends).")
+duration.DEFINE_duration("timeout", "2s", "Bound on queueing + compute of one ComputeScore/VerifyDeterminism call.")
+duration.DEFINE_duration("grace-period", "10s", "On SIGTERM/SIGINT, how long in-flight calls may take to finish.")
+flags.DEFINE_integer("grpc-workers", 32, "Threads accepting gRPC calls (inference itself runs on one thread).")
+flags.DEFINE_integer(
+    "max-concurrent-rpcs", 1024, "Calls accepted at once before RESOURCE_EXHAUSTED; 0 means unlimited."
+)
+duration.DEFINE_duration(
+    "testing-inject-latency", "0s", "TESTING ONLY: sleep this long (within --timeout) in every ComputeScore call."
+)
+
+FLAGS = flags.FLAGS
+
+_ADDRESS = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]*):(?P<port>\d{1,5})$")
+_LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """'host:port', '[v6]:port' or ':port' -> (host without brackets, port)."""
+    m = _ADDRESS.match(text)
+    if not m or int(m.group("port")) > 65535:
+        raise ValueError(f"{text!r} is not host:port (e.g. :50051, 127.0.0.1:50051, [::1]:50051)")
+    return m.group("host").strip("[]"), int(m.group("port"))
+
+
+def _valid_address(text: str) -> bool:
+    try:
+        parse_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+flags.register_validator("grpc-addr", _valid_address, "must be host:port, e.g. :50051 or 127.0.0.1:50051")
+flags.register_validator("metrics-addr", _valid_address, "must be host:port, e.g. :9090 or 127.0.0.1:9090")
+flags.register_validator(
+    "random-seed",
+    lambda v: v == determinism.SEED,
+    f"contradicts the determinism contract: the seed is part of consensus and must be {determinism.SEED}",
+)
+flags.register_validator(
+    "force-cpu", lambda v: v, "false is not supported: only CPU inference is bit-identical across validators"
+)
+flags.register_validator(
+    "expected-hash", lambda v: v == "" or scorer_lib.is_model_hash(v), "must be empty or 64 lowercase hex digits"
+)
+flags.register_validator("model-version", bool, "must not be empty")
+flags.register_validator("timeout", lambda v: v > 0, "must be positive")
+flags.register_validator("grpc-workers", lambda v: 1 <= v <= 1024, "must be between 1 and 1024")
+flags.register_validator("max-concurrent-rpcs", lambda v: v >= 0, "must be >= 0")
+
+
+def _grpc_address(text: str) -> str:
+    host, port = parse_address(text)
+    if not host:
+        host = "[::]"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(_LOG_LEVELS[FLAGS["log-level"].value])
+    started = time.monotonic()
+    # Imported here, not at the top, only to keep `--help` and flag errors fast;
+    # none of these imports TensorFlow.
+    from sidecar import metrics as metrics_lib  # pylint: disable=import-outside-toplevel
+    from sidecar import server as server_lib  # pylint: disable=import-outside-toplevel
+
+    model_path = FLAGS["model-path"].value
+    logging.info("veid-sidecar starting: model %s, version %s", model_path, FLAGS["model-version"].value)
+    try:
+        scorer = scorer_lib.Scorer.load(
+            model_path,
+            expected_hash=FLAGS["expected-hash"].value or None,
+            expected_version=FLAGS["model-version"].value,
+            force_cpu=FLAGS["force-cpu"].value,
+        )
+    except scorer_lib.ScorerError as e:
+        logging.error("refusing to start: %s", e)
+        return 1
+    logging.info("self-check passed: model %s hash %s", scorer.model_version, scorer.model_hash)
+
+    metrics = metrics_lib.Metrics(scorer.model_version, scorer.model_hash)
+    try:
+        grpc_server, lifecycle, grpc_port = server_lib.build(
+            scorer,
+            metrics,
+            address=_grpc_address(FLAGS["grpc-addr"].value),
+            timeout_s=FLAGS["timeout"].value,
+            started=started,
+            workers=FLAGS["grpc-workers"].value,
+            max_concurrent_rpcs=FLAGS["max-concurrent-rpcs"].value,
+            enable_reflection=FLAGS["enable-reflection"].value,
+            inject_latency_s=FLAGS["testing-inject-latency"].value,
+        )
+        host, port = parse_address(FLAGS["metrics-addr"].value)
+        http = metrics_lib.MetricsServer(host, port, metrics, lambda: lifecycle.serving)
+    except (server_lib.BindError, OSError) as e:
+        logging.error("refusing to start: %s", e)
+        scorer.close()
+        return 1
+
+    stop = threading.Event()
+
+    def on_signal(signum, frame):  # pylint: disable=unused-argument
+        if stop.is_set():
+            logging.warning("second %s: cancelling in-flight calls now", signal.Signals(signum).name)
+            grpc_server.stop(0)
+            return
+        logging.info("received %s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    if FLAGS["testing-inject-latency"].value:
+        logging.warning("--testing-inject-latency=%s: every ComputeScore is slowed down; never use this in production",
+                        duration.format_seconds(FLAGS["testing-inject-latency"].value))
+    http.start()
+    lifecycle.set_serving()
+    grpc_server.start()
+    logging.info(
+        "SERVING inference.v1 on %s (port %d), metrics on %s (port %d), reflection %s",
+        FLAGS["grpc-addr"].value, grpc_port, FLAGS["metrics-addr"].value, http.port,
+        "on" if FLAGS["enable-reflection"].value else "off",
+    )
+
+    while not stop.wait(1.0):
+        pass
+    grace = FLAGS["grace-period"].value
+    lifecycle.begin_shutdown("shutting down")
+    stopped = grpc_server.stop(grace)
+    logging.info("health NOT_SERVING; refusing new calls, finishing in-flight calls (grace %s)",
+                 duration.format_seconds(grace))
+    while not stopped.wait(0.5):
+        pass
+    http.stop()
+    scorer.close()
+    logging.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,170 @@
+"""Inference counters for Prometheus and for the GetMetrics RPC, plus the HTTP port.
+
+Both views are fed by the same record_* calls so they cannot disagree. The
+registry is private (not prometheus_client's global one) so /metrics carries
+exactly the sidecar's families and nothing a library registered on import.
+"""
+
+import bisect
+import collections
+import http.server
+import math
+import socket
+import threading
+import time
+
+import prometheus_client
+from prometheus_client import exposition
+from prometheus_client.utils import floatToGoString
+
+# Sub-millisecond resolution where the sidecar lives, up to the 2 s default timeout.
+LATENCY_BUCKETS = (0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+SCORE_BUCKETS = (10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+LATENCY_WINDOW = 1024
+
+# *_created samples would add a second series per family and are meaningless
+# for a process-lifetime counter.
+prometheus_client.disable_created_metrics()
+
+
+class Metrics:
+    """Thread-safe; the record_* methods are on every request's path, so they stay small."""
+
+    def __init__(self, model_version: str, model_hash: str, window: int = LATENCY_WINDOW):
+        self.registry = prometheus_client.CollectorRegistry(auto_describe=True)
+        r = self.registry
+        total = prometheus_client.Counter(
+            "veid_inference", "ComputeScore calls by outcome.", ["status"], registry=r
+        )
+        self._ok_counter = total.labels(status="success")
+        self._error_counter = total.labels(status="error")
+        self._latency = prometheus_client.Histogram(
+            "veid_inference_latency_seconds",
+            "ComputeScore latency of successful calls (validation, queueing, inference, scoring).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        prometheus_client.Gauge(
+            "veid_inference_model_info", "The loaded model (always 1).", ["version", "hash"], registry=r
+        ).labels(version=model_version, hash=model_hash).set(1)
+        self._healthy = prometheus_client.Gauge(
+            "veid_inference_sidecar_healthy", "1 while serving, 0 before ready and while shutting down.", registry=r
+        )
+        self._scores = prometheus_client.Histogram(
+            "veid_inference_score_distribution", "Scores (0-100) returned by ComputeScore.",
+            buckets=SCORE_BUCKETS, registry=r,
+        )
+        self._lock = threading.Lock()
+        self._ok = 0
+        self._failed = 0
+        self._window = collections.deque(maxlen=window)
+        self._bucket_counts = [0] * (len(LATENCY_BUCKETS) + 1)  # last one is +Inf
+        self.last_success: float | None = None  # time.time()
+
+    def record_success(self, latency_s: float, score: int) -> None:
+        self._ok_counter.inc()
+        self._latency.observe(latency_s)
+        self._scores.observe(score)
+        i = bisect.bisect_left(LATENCY_BUCKETS, latency_s)  # buckets are "<= le"
+        with self._lock:
+            self._ok += 1
+            self._window.append(latency_s)
+            self._bucket_counts[i] += 1
+            self.last_success = time.time()
+
+    def record_failure(self) -> None:
+        self._error_counter.inc()
+        with self._lock:
+            self._failed += 1
+
+    def set_healthy(self, healthy: bool) -> None:
+        self._healthy.set(1 if healthy else 0)
+
+    def snapshot(self) -> dict:
+        """Totals, window statistics (ms) and the cumulative latency histogram keyed like `le`."""
+        with self._lock:
+            ok, failed = self._ok, self._failed
+            window = sorted(self._window)
+            counts = list(self._bucket_counts)
+        histogram, running = {}, 0
+        for bound, n in zip(LATENCY_BUCKETS + (math.inf,), counts):
+            running += n
+            histogram[floatToGoString(bound)] = running
+        avg = p99 = 0.0
+        if window:
+            avg = sum(window) / len(window) * 1e3
+            p99 = window[max(0, math.ceil(0.99 * len(window)) - 1)] * 1e3  # nearest rank
+        return {
+            "total": ok + failed,
+            "successful": ok,
+            "failed": failed,
+            "average_latency_ms": avg,
+            "p99_latency_ms": p99,
+            "latency_histogram": histogram,
+        }
+
+    def exposition(self) -> bytes:
+        return exposition.generate_latest(self.registry)
+
+
+def rss_mb() -> float:
+    """Resident set size from /proc/self/status (VmRSS, kB) in MiB; 0 where unavailable."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server_version = "veid-sidecar"
+
+    def do_GET(self):  # pylint: disable=invalid-name
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            self._reply(200, self.server.metrics.exposition(), exposition.CONTENT_TYPE_LATEST)
+        elif path == "/health":
+            if self.server.is_serving():
+                self._reply(200, b"OK\n")
+            else:
+                self._reply(503, b"NOT SERVING\n")
+        else:
+            self._reply(404, b"not found; try /metrics or /health\n")
+
+    def _reply(self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format, *args):  # pylint: disable=redefined-builtin
+        pass  # scrapes every few seconds would drown the log
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+
+class MetricsServer:
+    """/metrics and /health on one port, in a background thread."""
+
+    def __init__(self, host: str, port: int, metrics: Metrics, is_serving):
+        cls = _Server
+        if ":" in host:
+            cls = type("_Server6", (_Server,), {"address_family": socket.AF_INET6})
+        self._httpd = cls((host, port), _Handler)
+        self._httpd.metrics = metrics
+        self._httpd.is_serving = is_serving
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics-http", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()

@@ -1,0 +1,269 @@
+"""The in-process trust scorer: the one path from features to a verdict.
+
+The gRPC server is a thin mapping from this module's results to protobufs, and
+a chain node may embed the same object directly (see from_environment), so an
+embedded scorer and a sidecar cannot disagree: both run validate -> the
+model's single inference thread -> scoring.evaluate.
+
+Loading refuses to return a scorer unless every start-up check passed: the
+determinism environment, the model hash (before TensorFlow is imported), the
+model and TensorFlow versions, and every golden vector reproduced bit for bit,
+both through golden.check_all and through this module's own scoring path.
+"""
+
+import concurrent.futures
+import dataclasses
+import os
+import re
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+from absl import logging
+
+from sidecar import determinism
+from sidecar import duration
+from sidecar import features as F
+from sidecar import golden
+from sidecar import hashing
+from sidecar import model as model_lib
+from sidecar import scoring
+
+DEFAULT_MODEL_PATH = os.path.join("models", "trust_score")
+DEFAULT_VECTOR = "high_quality_verification"
+
+ENV_USE_TENSORFLOW = "VEID_USE_TENSORFLOW"
+ENV_MODEL_PATH = "VEID_INFERENCE_MODEL_PATH"
+ENV_MODEL_HASH = "VEID_INFERENCE_MODEL_HASH"
+ENV_MODEL_VERSION = "VEID_INFERENCE_MODEL_VERSION"
+
+_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+FeatureError = F.FeatureError
+
+
+class ScorerError(RuntimeError):
+    """The scorer refused to start; the message names the failed check."""
+
+
+class DeadlineExceeded(TimeoutError):
+    """Queueing plus compute did not finish before the deadline."""
+
+
+class UnknownVector(LookupError):
+    """No golden vector has the requested name."""
+
+    def __str__(self) -> str:  # LookupError would repr() the message.
+        return str(self.args[0])
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Score:
+    result: scoring.ScoreResult
+    # Group name -> contribution, only when asked for.
+    contributions: Mapping[str, np.float32] | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Verification:
+    passed: bool
+    actual_output_hash: str
+    expected_output_hash: str
+    differences: tuple[str, ...]
+    test_vector_id: str
+
+
+def is_model_hash(text: str) -> bool:
+    return bool(_HASH_RE.match(text))
+
+
+class Scorer:
+    """A verified model plus its golden vectors; safe to call from any thread."""
+
+    def __init__(self, model: model_lib.TrustModel, vectors: list[dict[str, Any]]):
+        self._model = model
+        self._vectors = {v["name"]: v for v in vectors}
+        self.model_path = model.path
+        self.model_hash: str = model.hash
+        self.model_version: str = model.version
+        self.metadata: dict[str, Any] = model.metadata
+
+    @classmethod
+    def load(
+        cls,
+        model_path: str,
+        *,
+        expected_hash: str | None = None,
+        expected_version: str | None = None,
+        force_cpu: bool = True,
+    ) -> "Scorer":
+        """Runs every start-up check in order; raises ScorerError naming the first failure."""
+        if not force_cpu:
+            raise ScorerError("force_cpu=False is not supported: only CPU inference is bit-reproducible across validators")
+        if expected_hash and not is_model_hash(expected_hash):
+            raise ScorerError(f"expected model hash {expected_hash!r} is not 64 lowercase hex digits")
+        try:
+            logging.info("start-up 1/6: applying determinism environment %s", determinism.ENVIRONMENT)
+            determinism.apply_environment()
+            logging.info("start-up 2/6: checking %s against the determinism contract", model_path)
+            _check_recorded_determinism(model_lib.read_metadata(model_path))
+            logging.info(
+                "start-up 3/6: verifying model hash (export_metadata.json%s), version%s and TensorFlow version",
+                f" and expected {expected_hash}" if expected_hash else "",
+                f" {expected_version}" if expected_version else "",
+            )
+            model = model_lib.load_model(model_path, expected_hash or None, expected_version or None)
+        except (determinism.DeterminismError, model_lib.ModelError) as e:
+            raise ScorerError(str(e)) from None
+        try:
+            logging.info("start-up 4/6: loaded model %s (%s) from %s", model.version, model.hash, model_path)
+            _check_no_gpu()
+            vectors = golden.load_vectors(model_path)
+            logging.info("start-up 5/6: running %d golden vectors", len(vectors))
+            problems = golden.check_all(model, vectors)
+            if problems:
+                raise ScorerError(f"golden vector self-check failed ({len(problems)} mismatches): " + "; ".join(problems))
+            scorer = cls(model, vectors)
+            logging.info("start-up 6/6: checking golden vectors through the serving path")
+            for name in scorer.vector_names():
+                v = scorer.verify_vector(name)
+                if not v.passed:
+                    raise ScorerError(f"golden vector {name} through the serving path: " + "; ".join(v.differences))
+        except BaseException as e:
+            model.close()
+            if isinstance(e, (OSError, ValueError, KeyError)):
+                raise ScorerError(f"cannot read golden vectors of {model_path}: {e}") from None
+            raise
+        return scorer
+
+    def vector_names(self) -> list[str]:
+        return list(self._vectors)
+
+    def vector(self, name: str) -> dict[str, Any]:
+        try:
+            return self._vectors[name]
+        except KeyError:
+            raise UnknownVector(f"unknown test vector {name!r}; known: {', '.join(self._vectors)}") from None
+
+    def score(self, values: Iterable[float] | np.ndarray, contributions: bool = False, deadline: float | None = None) -> Score:
+        """Validates, queues one batch-1 inference and scores it.
+
+        `deadline` is a time.monotonic() instant bounding queueing + compute.
+        Raises FeatureError (bad input) or DeadlineExceeded.
+        """
+        arr = F.validate(values)
+        timeout = None
+        if deadline is not None:
+            timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                raise DeadlineExceeded("deadline passed before inference was queued")
+        future = self._model.submit_infer(arr, contributions)
+        try:
+            out = future.result(timeout=timeout)
+        except concurrent.futures.TimeoutError:
+            # Still queued: drop it so a backlog of abandoned calls cannot build up.
+            future.cancel()
+            raise DeadlineExceeded(f"inference not finished within {duration.format_seconds(timeout)} (queueing + compute)") from None
+        if contributions:
+            raw, contrib = out
+            return Score(scoring.evaluate(arr, raw), contrib)
+        return Score(scoring.evaluate(arr, out), None)
+
+    def verify_vector(self, name: str, deadline: float | None = None) -> Verification:
+        """Runs a golden vector through score() and lists every field that differs."""
+        want = self.vector(name)
+        r = self.score(want["features"], deadline=deadline).result
+        got = {
+            "output_hash": r.output_hash,
+            "exact_output_hash": r.exact_output_hash,
+            "input_hash": r.input_hash,
+            "raw_score_bits": hashing.float32_hex(r.raw_score),
+            "score": r.score,
+            "confidence_bits": hashing.float32_hex(r.confidence),
+            "reason_codes": list(r.reason_codes),
+        }
+        diffs = tuple(
+            f"{key}: expected {want[key]!r}, got {value!r}" for key, value in got.items() if want.get(key) != value
+        )
+        return Verification(not diffs, r.output_hash, want["output_hash"], diffs, name)
+
+    def verify_custom(
+        self, values: Iterable[float] | np.ndarray, expected_output_hash: str = "", deadline: float | None = None
+    ) -> Verification:
+        """Compares with `expected_output_hash` (a chain output hash) or, without one, two runs."""
+        arr = F.validate(values)
+        first = self.score(arr, deadline=deadline).result
+        expected = expected_output_hash.strip().lower()
+        if expected:
+            diffs = []
+            if first.output_hash != expected:
+                diffs.append(f"output_hash: expected {expected}, got {first.output_hash}")
+                if expected == first.exact_output_hash:
+                    diffs.append("expected_output_hash equals exact_output_hash; this field takes the chain output_hash")
+            return Verification(not diffs, first.output_hash, expected, tuple(diffs), "")
+        second = self.score(arr, deadline=deadline).result
+        diffs = ["no expected_output_hash given: only compared two runs of the same input"]
+        same = first.exact_output_hash == second.exact_output_hash
+        if not same:
+            diffs.append(f"exact_output_hash differs between runs: {first.exact_output_hash} then {second.exact_output_hash}")
+        return Verification(same, first.output_hash, "", tuple(diffs), "")
+
+    def close(self) -> None:
+        self._model.close()
+
+    def __enter__(self) -> "Scorer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _check_recorded_determinism(meta: dict[str, Any]) -> None:
+    # The model's outputs were recorded under these settings; serving under
+    # others would produce different bits for the same hash.
+    recorded = meta.get("determinism")
+    want = determinism.settings()
+    if recorded != want:
+        raise ScorerError(f"export_metadata.json records determinism settings {recorded} but this sidecar enforces {want}")
+
+
+def _check_no_gpu() -> None:
+    tf = determinism.import_tensorflow()
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        raise ScorerError(f"GPU visible to TensorFlow ({[g.name for g in gpus]}) although CPU is forced")
+
+
+def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    text = env.get(name, "").strip().lower()
+    if not text:
+        return default
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ScorerError(f"{name}={env[name]!r} is not a boolean (use true or false)")
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> Scorer:
+    """Builds a scorer for embedding in another process, configured by environment.
+
+    VEID_USE_TENSORFLOW (default true; false is refused: there is no other
+    scorer that agrees with the network), VEID_INFERENCE_MODEL_PATH (default
+    models/trust_score), VEID_INFERENCE_MODEL_HASH (optional pin),
+    VEID_INFERENCE_MODEL_VERSION (optional pin).
+    """
+    env = os.environ if environ is None else environ
+    if not _env_bool(env, ENV_USE_TENSORFLOW, True):
+        raise ScorerError(
+            f"{ENV_USE_TENSORFLOW}={env[ENV_USE_TENSORFLOW]!r}: this scorer only runs the TensorFlow model; "
+            "a different scorer would disagree with the network"
+        )
+    return Scorer.load(
+        env.get(ENV_MODEL_PATH) or DEFAULT_MODEL_PATH,
+        expected_hash=env.get(ENV_MODEL_HASH) or None,
+        expected_version=env.get(ENV_MODEL_VERSION) or None,
+    )

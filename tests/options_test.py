@@ -1,0 +1,85 @@
+"""One sidecar with --enable-reflection and a --timeout no inference can meet.
+
+--timeout=1us makes DEADLINE_EXCEEDED deterministic rather than a race: the
+deadline is counted from the handler's entry and checked again before the
+call is queued, and validating 768 features alone takes longer than 1 us.
+The same process serves the reflection test, so only one extra TF process.
+"""
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2
+from grpc_reflection.v1alpha import reflection_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
+
+from inference.v1 import inference_pb2 as pb
+from inference.v1 import inference_pb2_grpc as pb_grpc
+from sidecar import golden
+from tests import sidecar_process
+
+
+@pytest.fixture(scope="module")
+def sidecar():
+    s = sidecar_process.start("--enable-reflection", "--timeout=1us")
+    yield s
+    assert s.terminate() == 0, s.log()
+
+
+@pytest.fixture(scope="module")
+def channel(sidecar):
+    with sidecar.channel() as ch:
+        yield ch
+
+
+def list_services(channel) -> set[str]:
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    (resp,) = list(stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+    return {s.name for s in resp.list_services_response.service}
+
+
+def test_reflection_lists_services(channel):
+    services = list_services(channel)
+    assert {sidecar_process.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name} <= services
+
+
+def error_count(sidecar) -> float:
+    body = sidecar_process.http_get(sidecar.metrics_url + "/metrics")[2].decode()
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            if s.name == "veid_inference_total" and s.labels == {"status": "error"}:
+                return s.value
+    raise AssertionError("no veid_inference_total{status=error}")
+
+
+def test_timeout_is_deadline_exceeded_and_counted(sidecar, channel):
+    stub = pb_grpc.InferenceServiceStub(channel)
+    features = golden.load_vectors(sidecar.model_path)[0]["features"]
+    before, errors_before = stub.GetMetrics(pb.GetMetricsRequest()), error_count(sidecar)
+    for contributions in (False, True):
+        with pytest.raises(grpc.RpcError) as info:
+            stub.ComputeScore(pb.ComputeScoreRequest(features=features, return_contributions=contributions))
+        assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "deadline" in info.value.details()
+    after = stub.GetMetrics(pb.GetMetricsRequest())
+    assert after.failed_inferences - before.failed_inferences == 2
+    assert after.successful_inferences == before.successful_inferences == 0
+    assert error_count(sidecar) - errors_before == 2
+    sidecar.wait_for_log("ComputeScore rejected with DEADLINE_EXCEEDED")
+
+    with pytest.raises(grpc.RpcError) as info:
+        stub.VerifyDeterminism(pb.VerifyDeterminismRequest())
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+    # Bad input is still reported as such, not as a timeout.
+    with pytest.raises(grpc.RpcError) as info:
+        stub.ComputeScore(pb.ComputeScoreRequest(features=[0.5] * 10))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    # Calls that do not infer are unaffected.
+    assert stub.HealthCheck(pb.HealthCheckRequest()).status == pb.HEALTH_STATUS_HEALTHY
+    assert stub.GetModelInfo(pb.GetModelInfoRequest()).input_dim == 768
+
+
+if __name__ == "__main__":
+    raise SystemExit(pytest.main([__file__, "-q", "-p", "no:cacheprovider"]))

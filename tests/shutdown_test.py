@@ -1,0 +1,89 @@
+"""SIGTERM with calls in flight: health flips first, in-flight calls finish, exit 0.
+
+The sidecar runs with --testing-inject-latency so that every ComputeScore
+stays in flight for 2 s: long enough to be certain the calls have reached the
+server before the signal and are still running when it arrives.
+"""
+
+import signal
+import threading
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2
+from grpc_health.v1 import health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
+
+from inference.v1 import inference_pb2 as pb
+from inference.v1 import inference_pb2_grpc as pb_grpc
+from sidecar import golden
+from tests import sidecar_process
+
+IN_FLIGHT = 10
+LATENCY_S = 2.0
+
+
+def healthy_gauge(sidecar) -> float:
+    body = sidecar_process.http_get(sidecar.metrics_url + "/metrics")[2].decode()
+    (fam,) = [f for f in text_string_to_metric_families(body) if f.name == "veid_inference_sidecar_healthy"]
+    return fam.samples[0].value
+
+
+def test_sigterm_drains_in_flight_calls():
+    # SIGINT goes through the same handler; a second TF process just for it is not worth it.
+    sig = signal.SIGTERM
+    s = sidecar_process.start(f"--testing-inject-latency={LATENCY_S}s", "--timeout=5s", "--grace-period=10s")
+    try:
+        want = golden.load_vectors(s.model_path)[0]
+        with s.channel() as ch:
+            stub = pb_grpc.InferenceServiceStub(ch)
+            health = health_pb2_grpc.HealthStub(ch)
+            assert healthy_gauge(s) == 1
+            assert sidecar_process.http_get(s.metrics_url + "/health")[0] == 200
+
+            watch = health.Watch(health_pb2.HealthCheckRequest(service=sidecar_process.SERVICE_NAME))
+            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+            updates = []
+            watcher = threading.Thread(target=lambda: updates.extend(r.status for r in _until_not_serving(watch)))
+            watcher.start()
+
+            req = pb.ComputeScoreRequest(features=want["features"])
+            sent = time.monotonic()
+            calls = [stub.ComputeScore.future(req, timeout=30) for _ in range(IN_FLIGHT)]
+            time.sleep(LATENCY_S / 4)  # they reach the server in milliseconds
+            assert not any(c.done() for c in calls), "calls finished before the signal; the test proves nothing"
+            s.proc.send_signal(sig)
+
+            # Health goes first, everywhere, while the calls are still running.
+            s.wait_for_log("refusing new calls")
+            assert sidecar_process.http_get(s.metrics_url + "/health")[0] == 503
+            assert healthy_gauge(s) == 0
+            watcher.join(5)
+            assert updates and updates[-1] == health_pb2.HealthCheckResponse.NOT_SERVING
+            watch.cancel()
+            with pytest.raises(grpc.RpcError) as info:
+                stub.ComputeScore(req, timeout=5)
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert not any(c.done() for c in calls), "in-flight calls ended before the drain"
+
+            for c in calls:
+                resp = c.result()
+                assert resp.output_hash == want["output_hash"]
+                assert resp.exact_output_hash == want["exact_output_hash"]
+            assert time.monotonic() - sent >= LATENCY_S
+        assert s.proc.wait(30) == 0, s.log()
+        assert "stopped" in s.log()
+    finally:
+        s.kill()
+
+
+def _until_not_serving(watch):
+    for r in watch:
+        yield r
+        if r.status == health_pb2.HealthCheckResponse.NOT_SERVING:
+            return
+
+
+if __name__ == "__main__":
+    raise SystemExit(pytest.main([__file__, "-q", "-p", "no:cacheprovider"]))

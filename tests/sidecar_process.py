@@ -1,0 +1,158 @@
+"""Runs the real sidecar (python -m sidecar.main) as a subprocess for tests.
+
+The child gets the test's own sys.path and interpreter flags, a private
+dereferenced copy of the model (runfiles are symlinks, which the model hash
+refuses) and loopback ports; its stdout+stderr go to a file so a failing test
+can show what the sidecar said.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import grpc
+from grpc_health.v1 import health_pb2
+from grpc_health.v1 import health_pb2_grpc
+
+from sidecar import determinism
+from tests import model_fixture
+
+SERVICE_NAME = "inference.v1.InferenceService"
+# TF import plus the golden self-check take ~5 s; a loaded CI machine, more.
+START_TIMEOUT_S = 180.0
+
+
+def tmpdir(prefix: str = "sidecar-") -> str:
+    return tempfile.mkdtemp(prefix=prefix, dir=os.environ.get("TEST_TMPDIR"))
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def python_command(module: str) -> list[str]:
+    # Under Bazel the toolchain runs python -S; the child must not see more.
+    return [sys.executable] + (["-S"] if sys.flags.no_site else []) + ["-m", module]
+
+
+def child_env(overrides: dict[str, str] | None = None) -> dict[str, str]:
+    # The sidecar sets the determinism variables itself and refuses any
+    # contradicting value, so the test's own environment must not leak them.
+    env = {k: v for k, v in os.environ.items() if k not in determinism.ENVIRONMENT}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    env.update(overrides or {})
+    return env
+
+
+def port_is_closed(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, str, bytes]:
+    """(status, content type, body); HTTP errors are returned, not raised."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read()
+
+
+class Sidecar:
+    """One sidecar process; use start() to get one that is already SERVING."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None, model_path: str | None = None):
+        self.dir = tmpdir()
+        self.model_path = model_path or model_fixture.copy_model(self.dir)
+        self.grpc_port = free_port()
+        self.metrics_port = free_port()
+        self.target = f"127.0.0.1:{self.grpc_port}"
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}"
+        self.log_path = os.path.join(self.dir, "sidecar.log")
+        cmd = python_command("sidecar.main") + [
+            f"--grpc-addr={self.target}",
+            f"--metrics-addr=127.0.0.1:{self.metrics_port}",
+            f"--model-path={self.model_path}",
+            *args,
+        ]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env(env))
+
+    def log(self) -> str:
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(self.target)
+
+    def wait_serving(self, timeout: float = START_TIMEOUT_S) -> None:
+        end = time.monotonic() + timeout
+        with self.channel() as ch:
+            health = health_pb2_grpc.HealthStub(ch)
+            while True:
+                rc = self.proc.poll()
+                if rc is not None:
+                    raise AssertionError(f"sidecar exited with {rc} before serving:\n{self.log()}")
+                try:
+                    status = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=1.0).status
+                    if status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.RpcError:
+                    pass
+                if time.monotonic() > end:
+                    self.kill()
+                    raise AssertionError(f"sidecar not SERVING after {timeout}s:\n{self.log()}")
+                time.sleep(0.2)
+
+    def wait_for_log(self, text: str, timeout: float = 10.0) -> None:
+        end = time.monotonic() + timeout
+        while text not in self.log():
+            if time.monotonic() > end:
+                raise AssertionError(f"{text!r} not logged within {timeout}s:\n{self.log()}")
+            time.sleep(0.05)
+
+    def terminate(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        """Sends `sig` and returns the exit code (killing the process if it hangs)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"sidecar still running {timeout}s after signal {sig}:\n{self.log()}") from None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def start(*args: str, env: dict[str, str] | None = None) -> Sidecar:
+    s = Sidecar(*args, env=env)
+    try:
+        s.wait_serving()
+    except BaseException:
+        s.kill()
+        raise
+    return s
+
+
+def run_to_exit(*args: str, env: dict[str, str] | None = None, timeout: float = START_TIMEOUT_S) -> subprocess.CompletedProcess:
+    """Runs the sidecar with exactly `args`, expecting it to exit; stdout+stderr in .stdout."""
+    return subprocess.run(
+        python_command("sidecar.main") + list(args),
+        env=child_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )

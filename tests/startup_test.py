@@ -1,0 +1,177 @@
+"""Start-up refusals: each exits non-zero, names what is wrong and serves nothing.
+
+All but one fail before TensorFlow is imported, so they cost a fraction of a
+second each; the golden self-check failure needs the model loaded.
+"""
+
+import glob
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from sidecar import hashing
+from tests import model_fixture
+from tests import sidecar_process
+
+
+# What the sidecar logs once it listens.
+SERVING_LINE = "SERVING inference.v1"
+
+
+@pytest.fixture
+def model_copy():
+    return model_fixture.copy_model(sidecar_process.tmpdir("startup-"))
+
+
+def recorded_hash(model_path: str) -> str:
+    with open(os.path.join(model_path, hashing.METADATA_FILE), encoding="utf-8") as f:
+        return json.load(f)["model_hash"]
+
+
+def run(*args, env=None, model_path=None):
+    ports = [f"--grpc-addr=127.0.0.1:{sidecar_process.free_port()}",
+             f"--metrics-addr=127.0.0.1:{sidecar_process.free_port()}"]
+    model = [f"--model-path={model_path}"] if model_path else []
+    return sidecar_process.run_to_exit(*ports, *model, *args, env=env)
+
+
+def assert_refused(r: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert r.returncode != 0, r.stdout
+    for fragment in fragments:
+        assert fragment in r.stdout, f"{fragment!r} not in:\n{r.stdout}"
+    assert SERVING_LINE not in r.stdout
+
+
+# -- the model -----------------------------------------------------------------
+
+
+def test_tampered_model(model_copy):
+    recorded = recorded_hash(model_copy)
+    (data,) = glob.glob(os.path.join(model_copy, "variables", "variables.data-*"))
+    model_fixture.flip_byte(data, offset=len(open(data, "rb").read()) // 2)
+    actual = hashing.model_hash(model_copy)
+    assert actual != recorded
+    assert_refused(run(model_path=model_copy), "model hash mismatch", actual, recorded)
+
+
+def test_wrong_expected_hash(model_copy):
+    wrong = "ab" * 32
+    assert_refused(run(f"--expected-hash={wrong}", model_path=model_copy),
+                   "model hash mismatch", recorded_hash(model_copy), wrong)
+
+
+def test_wrong_model_version(model_copy):
+    assert_refused(run("--model-version=v9.9.9", model_path=model_copy), "model version mismatch", "v9.9.9", "v1.0.0")
+
+
+def test_missing_model(model_copy):
+    missing = os.path.join(model_copy, "nope")
+    assert_refused(run(model_path=missing), missing)
+
+
+def test_metadata_with_other_determinism_settings(model_copy):
+    path = os.path.join(model_copy, hashing.METADATA_FILE)
+    with open(path, encoding="utf-8") as f:
+        meta = json.load(f)
+    meta["determinism"]["seed"] = 7
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(meta, f)
+    assert_refused(run(model_path=model_copy), "determinism settings", "'seed': 7")
+
+
+def test_failed_golden_self_check_is_fatal_and_nothing_listens(model_copy):
+    # A consistent but wrong model directory: one expected hash changed and the
+    # model hash recomputed, so only the self-check can catch it.
+    golden_path = os.path.join(model_copy, "golden_vectors.json")
+    with open(golden_path, encoding="utf-8") as f:
+        doc = json.load(f)
+    name = doc["vectors"][0]["name"]
+    doc["vectors"][0]["output_hash"] = "0" * 64
+    with open(golden_path, "w", encoding="utf-8") as f:
+        json.dump(doc, f)
+    meta_path = os.path.join(model_copy, hashing.METADATA_FILE)
+    with open(meta_path, encoding="utf-8") as f:
+        meta = json.load(f)
+    meta["model_hash"] = hashing.model_hash(model_copy)
+    with open(meta_path, "w", encoding="utf-8") as f:
+        json.dump(meta, f)
+
+    s = sidecar_process.Sidecar(model_path=model_copy)
+    try:
+        # Watch both ports for the whole life of the process, not just after it died.
+        while s.proc.poll() is None:
+            assert sidecar_process.port_is_closed(s.grpc_port), s.log()
+            assert sidecar_process.port_is_closed(s.metrics_port), s.log()
+            time.sleep(0.05)
+        out = s.log()
+        assert s.proc.returncode != 0, out
+        assert "golden vector self-check failed" in out and f"{name}: output_hash" in out, out
+        assert "start-up 4/6: loaded model" in out, "must fail at the self-check, not before"
+        assert SERVING_LINE not in out
+    finally:
+        s.kill()
+
+
+# -- the environment ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, value", [("TF_ENABLE_ONEDNN_OPTS", "1"), ("CUDA_VISIBLE_DEVICES", "0"),
+                                         ("TF_DETERMINISTIC_OPS", "0")])
+def test_contradicting_environment(model_copy, name, value):
+    assert_refused(run(model_path=model_copy, env={name: value}), f"{name}={value!r}")
+
+
+# -- flags ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "arg, flag",
+    [
+        ("--random-seed=7", "--random-seed=7"),
+        ("--force-cpu=false", "--force-cpu"),
+        ("--noforce-cpu", "--force-cpu"),
+        ("--timeout=abc", "--timeout=abc"),
+        ("--timeout=0s", "--timeout"),
+        ("--grace-period=-1s", "--grace-period=-1s"),
+        ("--log-level=loud", "--log-level=loud"),
+        ("--grpc-addr=nonsense", "--grpc-addr=nonsense"),
+        ("--metrics-addr=:99999", "--metrics-addr=:99999"),
+        ("--expected-hash=xyz", "--expected-hash=xyz"),
+        ("--grpc-workers=0", "--grpc-workers=0"),
+        ("--frobnicate=1", "frobnicate"),
+    ],
+)
+def test_bad_flags(arg, flag):
+    r = sidecar_process.run_to_exit(arg, timeout=60)
+    assert_refused(r, flag)
+
+
+def test_random_seed_message_explains_the_contract():
+    r = sidecar_process.run_to_exit("--random-seed=7", timeout=60)
+    assert_refused(r, "determinism", "42")
+
+
+def test_positional_arguments_are_refused():
+    assert_refused(sidecar_process.run_to_exit("extra", timeout=60), "unexpected arguments: extra")
+
+
+def test_help_lists_every_flag():
+    from absl import flags  # pylint: disable=import-outside-toplevel
+
+    from sidecar import main  # pylint: disable=import-outside-toplevel
+
+    defined = {f.name for f in flags.FLAGS.get_flags_for_module(main)}
+    required = {"grpc-addr", "metrics-addr", "model-path", "model-version", "expected-hash", "force-cpu",
+                "random-seed", "log-level", "enable-reflection", "timeout", "grace-period"}
+    assert required <= defined
+    r = sidecar_process.run_to_exit("--help", timeout=60)  # absl exits 1 after --help
+    for name in defined:
+        assert f"--{name}:" in r.stdout or f"--[no]{name}:" in r.stdout, f"--{name} missing from --help"
+    assert "BUILD_WORKSPACE_DIRECTORY" in r.stdout, "--model-path default must be documented"
+
+
+if __name__ == "__main__":
+    raise SystemExit(pytest.main([__file__, "-q", "-p", "no:cacheprovider"]))
