@@ -10,7 +10,6 @@ Exits 1 on an RPC error, a failed verification or an unhealthy sidecar.
 """
 
 import json
-import os
 import sys
 
 from absl import app
@@ -25,7 +24,7 @@ flags.DEFINE_string("features-json", None, "score: file holding a JSON list of 7
 flags.DEFINE_string("vector", None, "score: name of a golden vector from the model directory's golden_vectors.json.")
 flags.DEFINE_string(
     "model-path",
-    os.path.join(os.environ.get("BUILD_WORKSPACE_DIRECTORY", ""), scorer_lib.DEFAULT_MODEL_PATH),
+    scorer_lib.workspace_path(scorer_lib.DEFAULT_MODEL_PATH),
     "score --vector: model directory holding golden_vectors.json.",
 )
 flags.DEFINE_bool("return-contributions", False, "score: also return per-group feature contributions.")
@@ -47,7 +46,7 @@ def _features() -> list[float]:
             if v["name"] == vector:
                 return v["features"]
         raise app.UsageError(f"no golden vector {vector!r} in {FLAGS['model-path'].value}")
-    with open(source, encoding="utf-8") as f:
+    with open(scorer_lib.workspace_path(source), encoding="utf-8") as f:
         values = json.load(f)
     if not isinstance(values, list):
         raise app.UsageError(f"{source} must hold a JSON list of numbers")

@@ -6,7 +6,6 @@ with the network never serves anything. SIGTERM/SIGINT flip health to
 NOT_SERVING, finish in-flight calls within --grace-period and exit 0.
 """
 
-import os
 import re
 import signal
 import threading
@@ -21,20 +20,11 @@ from sidecar import duration
 from sidecar import scorer as scorer_lib
 
 
-def default_model_path() -> str:
-    # `bazel run` starts us inside runfiles, where every file is a symlink the
-    # model hash refuses; the workspace copy is the one operators mean.
-    workspace = os.environ.get("BUILD_WORKSPACE_DIRECTORY")
-    if workspace:
-        return os.path.join(workspace, "models", "trust_score")
-    return scorer_lib.DEFAULT_MODEL_PATH
-
-
 flags.DEFINE_string("grpc-addr", ":50051", "host:port for gRPC; an empty host listens on every interface.")
 flags.DEFINE_string("metrics-addr", ":9090", "host:port for /metrics and /health; an empty host listens on every interface.")
 flags.DEFINE_string(
     "model-path",
-    default_model_path(),
+    scorer_lib.workspace_path(scorer_lib.DEFAULT_MODEL_PATH),
     "Model directory (a real directory, not symlinks). Default: $BUILD_WORKSPACE_DIRECTORY/models/trust_score "
     "under `bazel run`, otherwise models/trust_score relative to the working directory.",
 )

@@ -31,6 +31,16 @@ from sidecar import model as model_lib
 from sidecar import scoring
 
 DEFAULT_MODEL_PATH = os.path.join("models", "trust_score")
+
+
+def workspace_path(path: str) -> str:
+    """A path as an operator typed it.
+
+    `bazel run` starts binaries inside runfiles, where every file is a symlink
+    (which the model hash refuses) and relative paths mean nothing to the
+    operator; they mean the workspace they ran Bazel in.
+    """
+    return os.path.join(os.environ.get("BUILD_WORKSPACE_DIRECTORY", ""), path)
 DEFAULT_VECTOR = "high_quality_verification"
 
 ENV_USE_TENSORFLOW = "VEID_USE_TENSORFLOW"
