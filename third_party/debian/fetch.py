@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Download and verify the .debs pinned in third_party/debian/packages.lock.json.
+
+    python3 third_party/debian/fetch.py                 # fill the cache, print paths
+    python3 third_party/debian/fetch.py --out DIR       # also copy the .debs into DIR
+    python3 third_party/debian/fetch.py --extract ROOT  # unpack every data.tar into ROOT
+
+Each .deb is fetched from its `url` (deb.debian.org), else its `snapshot_url`
+(snapshot.debian.org), and must match the lock's size and sha256. Verified
+files live in a content-addressed cache,
+`$VEID_DEB_CACHE/sha256/<sha256>/<file>` (default VEID_DEB_CACHE:
+~/.cache/veid-sidecar/debs), so a second run needs no network. A missing file
+(404: the archive moved on after a security update) or a hash/size mismatch
+stops with the package's name; refresh the lock with
+`python3 tools/debian_lock.py` (after `apt-get update`) and commit it.
+
+Stdlib only (Python 3.11).
+"""
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import posixpath
+import shutil
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_LOCK = os.path.join(HERE, "packages.lock.json")
+REFRESH = "refresh the lock with `apt-get update && python3 tools/debian_lock.py` and commit it"
+
+
+class FetchError(Exception):
+    pass
+
+
+def cache_root():
+    root = os.environ.get("VEID_DEB_CACHE")
+    if not root:
+        root = os.path.join(os.path.expanduser("~"), ".cache", "veid-sidecar", "debs")
+    return root
+
+
+def load_lock(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def cached_path(entry, root=None):
+    return os.path.join(root or cache_root(), "sha256", entry["sha256"], posixpath.basename(entry["url"]))
+
+
+def _download(url, dest_dir, timeout):
+    """Downloads url into a temp file in dest_dir; returns (path, sha256, size)."""
+    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=".partial-")
+    digest, size = hashlib.sha256(), 0
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            while True:
+                chunk = resp.read(1 << 20)
+                if not chunk:
+                    break
+                digest.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp, digest.hexdigest(), size
+
+
+def ensure(entry, root=None, timeout=60):
+    """Returns the path of the verified .deb for a lock entry, downloading it if needed."""
+    path = cached_path(entry, root)
+    if os.path.exists(path):
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        if h.hexdigest() == entry["sha256"] and os.path.getsize(path) == entry["size"]:
+            return path
+        os.unlink(path)  # corrupt cache entry: fetch again
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    label = f"{entry['name']} {entry['version']} ({entry['arch']})"
+    errors = []
+    for url in (entry["url"], entry.get("snapshot_url")):
+        if not url:
+            continue
+        try:
+            tmp, sha, size = _download(url, os.path.dirname(path), timeout)
+        except urllib.error.HTTPError as e:
+            errors.append(f"{url}: HTTP {e.code}")
+            continue
+        except (urllib.error.URLError, OSError) as e:
+            errors.append(f"{url}: {getattr(e, 'reason', e)}")
+            continue
+        if sha != entry["sha256"] or size != entry["size"]:
+            os.unlink(tmp)
+            raise FetchError(
+                f"{label}: {url} has sha256 {sha} and {size} bytes, the lock pins {entry['sha256']} "
+                f"and {entry['size']} bytes; {REFRESH}")
+        os.replace(tmp, path)
+        return path
+    raise FetchError(f"{label}: cannot download it ({'; '.join(errors)}); {REFRESH}")
+
+
+# --- .deb reading -----------------------------------------------------------
+
+def ar_members(data):
+    """Yields (name, bytes) of a System V/GNU `ar` archive (the .deb container)."""
+    if data[:8] != b"!<arch>\n":
+        raise ValueError("not an ar archive")
+    pos = 8
+    while pos + 60 <= len(data):
+        header = data[pos:pos + 60]
+        if header[58:60] != b"`\n":
+            raise ValueError(f"bad ar member header at offset {pos}")
+        name = header[0:16].decode("ascii").rstrip(" ").rstrip("/")
+        size = int(header[48:58].decode("ascii").strip())
+        pos += 60
+        yield name, data[pos:pos + size]
+        pos += size + (size & 1)
+
+
+def deb_data_tar(path):
+    """Returns an open tarfile of the .deb's data.tar.{xz,gz,bz2,} (zstd is not in the stdlib)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    for name, body in ar_members(data):
+        if name.startswith("data.tar"):
+            if name.endswith(".zst"):
+                raise FetchError(f"{path}: {name} is zstd-compressed, which this reader does not support")
+            return tarfile.open(fileobj=io.BytesIO(body), mode="r:*")
+    raise FetchError(f"{path}: no data.tar member")
+
+
+def extract(deb, root):
+    """Unpacks a .deb's data.tar under root (no maintainer scripts, no ownership)."""
+    root = os.path.abspath(root)
+    with deb_data_tar(deb) as tar:
+        for m in tar:
+            rel = posixpath.normpath(m.name)
+            if rel == ".":
+                continue
+            if rel.startswith("../") or rel.startswith("/"):
+                raise FetchError(f"{deb}: unsafe path {m.name!r}")
+            dest = os.path.join(root, rel)
+            if m.isdir():
+                os.makedirs(dest, exist_ok=True)
+                continue
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            if os.path.lexists(dest) and not os.path.isdir(dest):
+                os.unlink(dest)
+            if m.issym():
+                os.symlink(m.linkname, dest)
+            elif m.islnk():
+                os.link(os.path.join(root, posixpath.normpath(m.linkname)), dest)
+            elif m.isfile():
+                with tar.extractfile(m) as src, open(dest, "wb") as out:
+                    shutil.copyfileobj(src, out)
+                os.chmod(dest, 0o755 if m.mode & 0o111 else 0o644)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--lock", default=DEFAULT_LOCK)
+    ap.add_argument("--out", help="copy the verified .debs into this directory")
+    ap.add_argument("--extract", metavar="ROOT", help="unpack every package's data.tar into ROOT")
+    ap.add_argument("--timeout", type=float, default=60)
+    args = ap.parse_args(argv)
+    try:
+        paths = [ensure(e, timeout=args.timeout) for e in load_lock(args.lock)]
+        if args.out:
+            os.makedirs(args.out, exist_ok=True)
+            for p in paths:
+                shutil.copyfile(p, os.path.join(args.out, os.path.basename(p)))
+        if args.extract:
+            for p in paths:
+                extract(p, args.extract)
+    except FetchError as e:
+        print(f"fetch.py: {e}", file=sys.stderr)
+        return 1
+    for p in paths:
+        print(p)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
