@@ -25,12 +25,32 @@ def stdlib_dirs():
 
 
 class HermeticityTest(unittest.TestCase):
+    def setUp(self):
+        self.root = os.path.realpath(read_runfile("python3/root_path.txt"))
+        self.bootstrap = read_runfile("python3/bootstrap_path.txt")
+
     def test_interpreter_is_the_toolchains(self):
-        self.assertEqual(os.path.realpath(sys.executable),
-                         os.path.realpath(read_runfile("python3/interpreter_path.txt")))
+        wrapper = os.path.join(os.environ["TEST_SRCDIR"], "python3", "python3")
+        self.assertEqual(os.path.realpath(sys.executable), os.path.realpath(wrapper))
+        # Started through the pinned Debian loader, with the pinned stdlib.
+        loader = os.path.join(self.root, "lib", "x86_64-linux-gnu", "ld-linux-x86-64.so.2")
+        self.assertEqual(os.path.realpath("/proc/self/exe"), os.path.realpath(loader))
+        self.assertEqual(os.path.realpath(sys.prefix), os.path.join(self.root, "usr"))
         self.assertEqual(sys.version_info[:2], (3, 11))
         self.assertTrue(sys.flags.no_site, "the toolchain runs python with -S")
         self.assertTrue(sys.flags.safe_path, "the script's folder must not be on sys.path")
+
+    def test_shared_libraries_are_the_pinned_ones(self):
+        import ssl  # noqa: F401  (maps libssl/libcrypto)
+
+        import numpy  # noqa: F401  (maps its own .so files from @pypi)
+
+        with open("/proc/self/maps") as f:
+            mapped = {line.split()[-1] for line in f if "/" in line and ".so" in line}
+        self.assertTrue(mapped)
+        for path in sorted(mapped):
+            self.assertTrue(path.startswith(self.root + os.sep) or "/external/pypi/" in path,
+                            f"{path} comes from neither the pinned Debian root nor @pypi")
 
     def test_sys_path_is_runfiles_and_stdlib_only(self):
         stdlib = stdlib_dirs()
@@ -44,7 +64,7 @@ class HermeticityTest(unittest.TestCase):
     def test_host_site_packages_are_not_importable(self):
         # What the same interpreter sees when started the ordinary way.
         host = subprocess.run(
-            [sys.executable, "-c", "import site, sys; print('\\n'.join(site.getsitepackages()))"],
+            [self.bootstrap, "-c", "import site, sys; print('\\n'.join(site.getsitepackages()))"],
             capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"}).stdout.split()
         self.assertTrue(host, "the host interpreter reports no site-packages")
         for folder in host:
@@ -65,13 +85,13 @@ class HermeticityTest(unittest.TestCase):
         # then show the toolchain's wrapper does not.
         with tempfile.TemporaryDirectory(dir=os.environ.get("TEST_TMPDIR")) as base:
             env = {"PATH": "/usr/bin:/bin", "PYTHONUSERBASE": base}
-            user_site = subprocess.run([sys.executable, "-c", "import site; print(site.getusersitepackages())"],
+            user_site = subprocess.run([self.bootstrap, "-c", "import site; print(site.getusersitepackages())"],
                                        env=env, capture_output=True, text=True, check=True).stdout.strip()
             os.makedirs(user_site)
             with open(os.path.join(user_site, "veid_host_only.py"), "w") as f:
                 f.write("VALUE = 1\n")
             probe = "import veid_host_only; print(veid_host_only.VALUE)"
-            plain = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+            plain = subprocess.run([self.bootstrap, "-c", probe], env=env, capture_output=True, text=True)
             self.assertEqual(plain.stdout.strip(), "1", plain.stderr)
             wrapper = os.path.join(os.environ["TEST_SRCDIR"], "python3", "python3")
             ours = subprocess.run([wrapper, "-c", probe], env=env, capture_output=True, text=True)

@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import unittest
 
@@ -91,8 +90,11 @@ class TamperedLockTest(unittest.TestCase):
         out = os.path.join(self.tmp, "out")
         shutil.rmtree(out, ignore_errors=True)
         os.makedirs(out)
+        # The repository rule runs the installer on the bootstrap interpreter.
+        with open(os.path.join(_RUNFILES, "python3", "bootstrap_path.txt")) as f:
+            bootstrap = f.read().strip()
         return subprocess.run(
-            [sys.executable, _INSTALLER, "--lock", lock,
+            [bootstrap, _INSTALLER, "--lock", lock,
              "--wheelhouse", os.path.join(self.tmp, "wheelhouse"), "--out", out,
              "--pip-arg=--no-index", f"--pip-arg=--find-links={self.links}"],
             capture_output=True, text=True), out

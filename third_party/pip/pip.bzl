@@ -2,10 +2,11 @@
 
 Each distribution becomes `@pypi//:<name>` (lowercase, '-' and '.' as '_'),
 a py_library with its declared runtime requirements as deps. The work is done
-by install_lock.py beside this file, run on the toolchain interpreter.
+by install_lock.py beside this file, run on the bootstrap interpreter (it only
+unpacks wheels; the toolchain runs their code).
 """
 
-load("//third_party/python:python.bzl", "INTERPRETER")
+load("//third_party/python:python.bzl", "BOOTSTRAP_INTERPRETER")
 
 _WHEELHOUSE_ENV = "VEID_WHEELHOUSE"
 
@@ -22,7 +23,7 @@ def _pip_lock_impl(rctx):
     rctx.report_progress("installing {} into @{}".format(rctx.attr.lock, rctx.name))
     result = rctx.execute(
         [
-            INTERPRETER,
+            BOOTSTRAP_INTERPRETER,
             "-S",
             rctx.path(rctx.attr._installer),
             "--lock",

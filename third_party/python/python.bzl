@@ -1,33 +1,49 @@
 """The one Python toolchain of this workspace.
 
-Bazel must never pick `python3` up from PATH: every action, test and binary
-runs on the interpreter named here, and the pip repository rule installs the
-lock with it too, so moving the project to another interpreter is a change
-to INTERPRETER alone.
+Tests, binaries and build actions run on Debian's python3.11 from
+third_party/debian/packages.lock.json — the very bytes the image ships —
+started through its own dynamic loader and libraries, so neither the host's
+Python nor its libc is involved. Bazel never picks `python3` up from PATH.
+
+BOOTSTRAP_INTERPRETER only runs repository rules (unpacking the .debs and
+wheels the toolchain needs) and the py_binary launcher stub; it never runs
+project code.
 """
 
-INTERPRETER = "/usr/bin/python3.11"
+BOOTSTRAP_INTERPRETER = "/usr/bin/python3.11"
 
 # Only this minor version is accepted: the lock's wheels are cp311 builds.
 VERSION = "3.11"
 
-# -S: no site module, so neither Debian's dist-packages nor user site-packages
-#     reach sys.path; only runfiles and @pypi do.
+# PYTHONHOME and the loader pin the stdlib and shared libraries to the
+# unpacked .debs; --argv0 makes sys.executable this wrapper, so subprocesses
+# started with sys.executable get the same interpreter.
+# -S: no site module, so no site-packages reach sys.path; only runfiles and @pypi.
 # -P: never prepend the script's (real, source) directory to sys.path.
+# -B: the unpacked root is shared; never write bytecode into it.
 _WRAPPER = """#!/bin/sh
-exec {interpreter} -S -P "$@"
+root={root}
+PYTHONHOME="$root/usr"
+export PYTHONHOME
+exec "$root/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" --argv0 "$0" \\
+  --library-path "$root/lib/x86_64-linux-gnu:$root/usr/lib/x86_64-linux-gnu" \\
+  "$root/usr/bin/python3.11" -S -P -B "$@"
 """
 
 _BUILD = """\
 load("@bazel_tools//tools/python:toolchain.bzl", "py_runtime_pair")
 
-exports_files(["python3", "interpreter_path.txt"])
+exports_files([
+    "bootstrap_path.txt",
+    "python3",
+    "root_path.txt",
+])
 
 py_runtime(
     name = "runtime",
     interpreter = ":python3",
     python_version = "PY3",
-    stub_shebang = "#!{interpreter}",
+    stub_shebang = "#!{bootstrap}",
 )
 
 py_runtime_pair(
@@ -43,29 +59,27 @@ toolchain(
 """
 
 def _python_interpreter_impl(rctx):
-    interpreter = rctx.attr.interpreter
-    result = rctx.execute([interpreter, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
+    root = rctx.read(rctx.attr.root_path).strip()
+    rctx.file("python3", _WRAPPER.format(root = root), executable = True)
+    result = rctx.execute(["./python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"])
     if result.return_code != 0:
-        fail("Python toolchain: cannot run {} ({}). Install it: apt-get install -y python3.11".format(
-            interpreter,
-            result.stderr.strip() or "not found",
-        ))
+        fail("Python toolchain: the interpreter unpacked at {} does not run: {}".format(root, result.stderr))
     found = result.stdout.strip()
     if found != rctx.attr.version:
         fail("Python toolchain: {} is Python {}, this workspace needs Python {}".format(
-            interpreter,
+            root,
             found,
             rctx.attr.version,
         ))
-    rctx.file("python3", _WRAPPER.format(interpreter = interpreter), executable = True)
-    rctx.file("interpreter_path.txt", interpreter + "\n")
-    rctx.file("BUILD.bazel", _BUILD.format(interpreter = interpreter))
+    rctx.file("root_path.txt", root + "\n")
+    rctx.file("bootstrap_path.txt", BOOTSTRAP_INTERPRETER + "\n")
+    rctx.file("BUILD.bazel", _BUILD.format(bootstrap = BOOTSTRAP_INTERPRETER))
 
 python_interpreter = repository_rule(
     implementation = _python_interpreter_impl,
     attrs = {
-        "interpreter": attr.string(default = INTERPRETER),
+        "root_path": attr.label(allow_single_file = True, mandatory = True),
         "version": attr.string(default = VERSION),
     },
-    doc = "Checks the pinned interpreter's version and defines the toolchain around it.",
+    doc = "Wraps the unpacked Debian interpreter, checks its version, defines the toolchain.",
 )
