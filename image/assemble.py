@@ -403,11 +403,15 @@ def add_tree(layer, src, dest, what):
                 add_file(layer, full, target, what)
 
 
-def add_file(layer, src, dest, what):
+def add_file(layer, src, dest, what, mode=None):
+    """`mode` overrides the source's x bit, which build tools set at will
+    (Bazel leaves every output r-x)."""
     st = os.stat(src)  # follows symlinks: content is what counts
     if not stat.S_ISREG(st.st_mode):
         raise SpecError(f"{what}: {src} is not a regular file")
-    layer.add(Entry(clean_path(dest, what), "file", mode=0o755 if st.st_mode & 0o111 else 0o644,
+    if mode is None:
+        mode = 0o755 if st.st_mode & 0o111 else 0o644
+    layer.add(Entry(clean_path(dest, what), "file", mode=mode,
                     size=st.st_size, opener=lambda: open(src, "rb"), origin=src))
 
 
@@ -415,7 +419,7 @@ def build_layer(spec, index):
     name = spec.get("name") or f"layer{index}"
     layer = Layer(name)
     known = {"name", "debs", "exclude", "include", "generated", "ca_certificates_deb", "wheels", "site_packages",
-             "scripts", "data_prefix", "python", "files", "dir", "dirs", "symlinks", "empty_dirs", "comment"}
+             "scripts", "data_prefix", "python", "files", "file_mode", "dir", "dirs", "symlinks", "empty_dirs", "comment"}
     unknown = sorted(set(spec) - known)
     if unknown:
         raise SpecError(f"layer {name}: unknown keys {unknown}")
@@ -431,8 +435,9 @@ def build_layer(spec, index):
         for wheel in spec["wheels"]:
             add_wheel(layer, wheel, site, spec.get("scripts"), spec.get("data_prefix"),
                       spec.get("python", "/usr/bin/python3.11"))
+    file_mode = int(spec["file_mode"], 8) if "file_mode" in spec else None
     for dest, src in sorted(spec.get("files", {}).items()):
-        add_file(layer, src, dest, f"layer {name}")
+        add_file(layer, src, dest, f"layer {name}", file_mode)
     dirs = list(spec.get("dirs", [])) + ([spec["dir"]] if "dir" in spec else [])
     for d in dirs:
         add_tree(layer, d["src"], d["dest"], f"layer {name}")
@@ -522,13 +527,18 @@ def main(argv=None):
     args = ap.parse_args(argv)
     with open(args.spec, encoding="utf-8") as f:
         spec = json.load(f)
+    return run("assemble", lambda: spec, args.out, args.digest_file)
+
+
+def run(program, make_spec, out, digest_file=None):
+    """CLI tail shared with build.py: assemble, report the digest, map errors to exit 1."""
     try:
-        digest = assemble(spec, args.out)
-    except (SpecError, OSError, zipfile.BadZipFile, tarfile.TarError) as e:
-        print(f"assemble: {e}", file=sys.stderr)
+        digest = assemble(make_spec(), out)
+    except (SpecError, OSError, ValueError, zipfile.BadZipFile, tarfile.TarError) as e:
+        print(f"{program}: {e}", file=sys.stderr)
         return 1
-    if args.digest_file:
-        with open(args.digest_file, "w", encoding="ascii") as f:
+    if digest_file:
+        with open(digest_file, "w", encoding="ascii") as f:
             f.write(digest + "\n")
     print(digest)
     return 0

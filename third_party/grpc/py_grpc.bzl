@@ -32,6 +32,7 @@ def py_grpc_library(name, src, proto_root, deps = [], **kwargs):
             "$(execpath {})".format(src),
         ]),
         tools = ["//third_party/grpc:protoc"],
+        visibility = kwargs.get("visibility"),
     )
     native.py_library(
         name = name,
