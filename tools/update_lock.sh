@@ -5,7 +5,7 @@
 # for exactly the platform the build targets.
 set -eu
 cd "$(dirname "$0")/.."
-interpreter=$(sed -n 's/^INTERPRETER = "\(.*\)"$/\1/p' third_party/python/python.bzl)
+interpreter=$(sed -n 's/^BOOTSTRAP_INTERPRETER = "\(.*\)"$/\1/p' third_party/python/python.bzl)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 # Every PIP_* setting but the CA bundle would change what pip looks at.
@@ -17,4 +17,7 @@ export PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONNOUSERSIT
 "$tmp/venv/bin/pip" install -q pip-tools==7.6.2
 "$tmp/venv/bin/pip-compile" --quiet --generate-hashes --allow-unsafe --strip-extras \
   --no-emit-index-url --output-file requirements_lock.txt requirements.in
-echo "requirements_lock.txt regenerated; run ./bazelw test //third_party/pip:lock_test"
+# The wheel URLs Nix fetches by (pip's lock records hashes only).
+"$interpreter" tools/wheel_urls.py
+echo "requirements_lock.txt and third_party/pip/wheels.lock.json regenerated;"
+echo "run ./bazelw test //third_party/pip:lock_test and tools/nix_check.sh"
