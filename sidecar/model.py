@@ -7,8 +7,10 @@ share it while TF itself never runs concurrently.
 """
 
 import concurrent.futures
+import itertools
 import json
 import os
+import time
 from typing import Any
 
 import numpy as np
@@ -43,12 +45,20 @@ def read_metadata(path: str) -> dict[str, Any]:
     return meta
 
 
-def load_model(path: str, expected_hash: str | None = None, expected_version: str | None = None) -> "TrustModel":
+def load_model(
+    path: str,
+    expected_hash: str | None = None,
+    expected_version: str | None = None,
+    timings: dict[str, float] | None = None,
+) -> "TrustModel":
     """Verifies the directory against its metadata and the caller's pins, then loads it.
 
     The checks run before TF touches any file, in this order: manifest hash vs
-    export_metadata.json, vs expected_hash, version, TF version.
+    export_metadata.json, vs expected_hash, version, TF version. `timings`, when
+    given, receives the seconds spent in "hash", "import_tensorflow" and "load".
     """
+    timings = {} if timings is None else timings
+    t0 = time.monotonic()
     meta = read_metadata(path)
     recorded = meta.get("model_hash")
     try:
@@ -64,18 +74,63 @@ def load_model(path: str, expected_hash: str | None = None, expected_version: st
     version = meta.get("version")
     if expected_version is not None and version != expected_version:
         raise ModelError(f"model version mismatch: {path} is {version} but expected {expected_version}")
+    t1 = time.monotonic()
+    timings["hash"] = t1 - t0
     tf = determinism.import_tensorflow()
+    t2 = time.monotonic()
+    timings["import_tensorflow"] = t2 - t1
     if meta.get("tensorflow_version") != tf.__version__:
         raise ModelError(
             f"TensorFlow version mismatch: model exported with {meta.get('tensorflow_version')} "
             f"but running {tf.__version__}"
         )
-    return TrustModel(path, meta, actual)
+    model = TrustModel(path, meta, actual)
+    timings["load"] = time.monotonic() - t2
+    return model
 
 
 def load_for_export(path: str) -> "TrustModel":
     """Loads without verification; only for the exporter, before metadata exists."""
     return TrustModel(path, None, None)
+
+
+class _DirectCall:
+    """Calls a signature's function the way TF's own signature call ends up calling it.
+
+    A signature call spends most of its ~200 us binding and checking Python
+    arguments before it executes the function as one op. This issues that very
+    op (same function, same captured variables, same call attributes) with
+    TFE_Py_Execute, so the kernels and therefore the bits are the same; the
+    model cross-checks it against the signature call on every golden vector at
+    start-up and with random inputs in tests. Only for one float32 (1, 768)
+    input, on the inference thread.
+    """
+
+    def __init__(self, tf, signature, output_names: tuple[str, ...]):
+        # pylint: disable=import-outside-toplevel,protected-access
+        from tensorflow.python import pywrap_tfe
+        from tensorflow.python.eager import context
+        from tensorflow.python.framework import ops
+
+        fn = signature._inference_function
+        flat = [spec.name for spec in fn.function_type.flat_outputs]
+        if sorted(flat) != sorted(output_names):
+            raise ModelError(f"signature outputs {flat} are not {list(output_names)}")
+        self._order = tuple(flat.index(name) for name in output_names)
+        self._ctx = context.context()
+        self._execute = pywrap_tfe.TFE_Py_Execute
+        self._tensor = ops.EagerTensor
+        self._float32 = tf.float32.as_datatype_enum
+        self._name = fn.name.decode("utf-8")
+        self._captures = list(signature.captured_inputs)
+        self._outputs = len(flat)
+        self._attrs = tuple(itertools.chain(*self._ctx.function_call_options.as_attrs().items()))
+
+    def __call__(self, values: np.ndarray) -> list[np.ndarray]:
+        ctx = self._ctx
+        x = self._tensor(values.reshape(1, F.FEATURE_DIM), ctx.device_name, self._float32)
+        out = self._execute(ctx._handle, ctx.device_name, self._name, [x] + self._captures, self._attrs, self._outputs)  # pylint: disable=protected-access
+        return [out[i].numpy() for i in self._order]
 
 
 class TrustModel:
@@ -107,9 +162,21 @@ class TrustModel:
                 raise ModelError(f"SavedModel {self.path} lacks signature {name!r}")
         self._serving = sigs[SERVING_SIGNATURE]
         self._contributions = sigs[CONTRIBUTIONS_SIGNATURE]
+        self._fast_serving = _DirectCall(tf, self._serving, (OUTPUT_NAME,))
+        self._fast_contributions = _DirectCall(tf, self._contributions, (OUTPUT_NAME, GROUP_SCORES_NAME))
 
     # -- runs on the inference thread -------------------------------------
     def _run(self, values: np.ndarray, contributions: bool):
+        if not contributions:
+            (raw,) = self._fast_serving(values)
+            return raw[0, 0]
+        raw, without = self._fast_contributions(values)
+        raw = raw[0, 0]
+        without = without[0]
+        return raw, {name: np.float32(raw - without[i]) for i, name in enumerate(F.GROUP_NAMES)}
+
+    def _run_reference(self, values: np.ndarray, contributions: bool):
+        """The same computation through TF's public signature call (slower; for cross-checks)."""
         x = self._tf.constant(values.reshape(1, F.FEATURE_DIM))
         if not contributions:
             return self._serving(features=x)[OUTPUT_NAME].numpy()[0, 0]
@@ -117,6 +184,25 @@ class TrustModel:
         raw = out[OUTPUT_NAME].numpy()[0, 0]
         without = out[GROUP_SCORES_NAME].numpy()[0]
         return raw, {name: np.float32(raw - without[i]) for i, name in enumerate(F.GROUP_NAMES)}
+
+    def cross_check(self, inputs) -> list[str]:
+        """Compares the serving path with the public signature call, bit for bit; [] means equal."""
+        problems = []
+        for i, values in enumerate(inputs):
+            for contributions in (False, True):
+                fast = self.submit_infer(values, contributions).result()
+                ref = self.submit_reference(values, contributions).result()
+                if not contributions:
+                    fast, ref = (fast, {}), (ref, {})
+                got = [hashing.float32_hex(fast[0])] + [hashing.float32_hex(v) for v in fast[1].values()]
+                want = [hashing.float32_hex(ref[0])] + [hashing.float32_hex(v) for v in ref[1].values()]
+                if got != want:
+                    problems.append(f"input {i}: direct call {got} != signature call {want} (contributions={contributions})")
+        return problems
+
+    def submit_reference(self, values, contributions: bool = False) -> concurrent.futures.Future:
+        """Like submit_infer, through the public signature call; benchmarks and cross-checks only."""
+        return self._executor.submit(self._run_reference, F.validate(values), contributions)
 
     # -- public API, callable from any thread -----------------------------
     def submit_infer(self, values, contributions: bool = False) -> concurrent.futures.Future:

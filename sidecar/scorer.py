@@ -125,15 +125,21 @@ class Scorer:
                 f" and expected {expected_hash}" if expected_hash else "",
                 f" {expected_version}" if expected_version else "",
             )
-            model = model_lib.load_model(model_path, expected_hash or None, expected_version or None)
+            timings: dict[str, float] = {}
+            model = model_lib.load_model(model_path, expected_hash or None, expected_version or None, timings)
         except (determinism.DeterminismError, model_lib.ModelError) as e:
             raise ScorerError(str(e)) from None
         try:
-            logging.info("start-up 4/6: loaded model %s (%s) from %s", model.version, model.hash, model_path)
+            logging.info(
+                "start-up 4/6: loaded model %s (%s) from %s (hash %.3fs, TensorFlow import %.3fs, load %.3fs)",
+                model.version, model.hash, model_path,
+                timings["hash"], timings["import_tensorflow"], timings["load"],
+            )
             _check_no_gpu()
             vectors = golden.load_vectors(model_path)
             logging.info("start-up 5/6: running %d golden vectors", len(vectors))
             problems = golden.check_all(model, vectors)
+            problems += model.cross_check([v["features"] for v in vectors])
             if problems:
                 raise ScorerError(f"golden vector self-check failed ({len(problems)} mismatches): " + "; ".join(problems))
             scorer = cls(model, vectors)

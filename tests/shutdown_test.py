@@ -1,4 +1,5 @@
 """SIGTERM with calls in flight: health flips first, in-flight calls finish, exit 0.
+SIGKILL, then a restart on the same ports: SERVING again with the same model hash.
 
 The sidecar runs with --testing-inject-latency so that every ComputeScore
 stays in flight for 2 s: long enough to be certain the calls have reached the
@@ -20,8 +21,11 @@ from inference.v1 import inference_pb2_grpc as pb_grpc
 from sidecar import golden
 from tests import sidecar_process
 
-IN_FLIGHT = 10
+IN_FLIGHT = 32
 LATENCY_S = 2.0
+# 32 sleeping calls plus the Health.Watch stream each hold a worker thread of
+# the synchronous server; give it room so none of them waits for a thread.
+WORKERS = 48
 
 
 def healthy_gauge(sidecar) -> float:
@@ -33,7 +37,8 @@ def healthy_gauge(sidecar) -> float:
 def test_sigterm_drains_in_flight_calls():
     # SIGINT goes through the same handler; a second TF process just for it is not worth it.
     sig = signal.SIGTERM
-    s = sidecar_process.start(f"--testing-inject-latency={LATENCY_S}s", "--timeout=5s", "--grace-period=10s")
+    s = sidecar_process.start(f"--testing-inject-latency={LATENCY_S}s", "--timeout=5s", "--grace-period=10s",
+                              f"--grpc-workers={WORKERS}")
     try:
         want = golden.load_vectors(s.model_path)[0]
         with s.channel() as ch:
@@ -76,6 +81,40 @@ def test_sigterm_drains_in_flight_calls():
         assert "stopped" in s.log()
     finally:
         s.kill()
+
+
+def test_sigkill_then_restart_serves_the_same_model():
+    s = sidecar_process.start()
+    try:
+        want = golden.load_vectors(s.model_path)[0]
+        req = pb.ComputeScoreRequest(features=want["features"], return_contributions=True)
+        with s.channel() as ch:
+            stub = pb_grpc.InferenceServiceStub(ch)
+            model_hash = stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=30).hash
+            assert stub.ComputeScore(req, timeout=30).output_hash == want["output_hash"]
+            # Killed with calls in flight: nothing gets to clean up.
+            calls = [stub.ComputeScore.future(req, timeout=30) for _ in range(8)]
+            assert s.terminate(signal.SIGKILL) == -signal.SIGKILL
+            for c in calls:
+                try:
+                    c.result()
+                except grpc.RpcError as e:
+                    assert e.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED), e
+    finally:
+        s.kill()
+
+    again = sidecar_process.Sidecar(model_path=s.model_path, grpc_port=s.grpc_port, metrics_port=s.metrics_port)
+    try:
+        again.wait_serving()
+        with again.channel() as ch:
+            stub = pb_grpc.InferenceServiceStub(ch)
+            assert stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=30).hash == model_hash
+            r = stub.ComputeScore(req, timeout=30)
+            assert (r.output_hash, r.exact_output_hash) == (want["output_hash"], want["exact_output_hash"])
+        assert sidecar_process.http_get(again.metrics_url + "/health")[0] == 200
+        assert again.terminate() == 0, again.log()
+    finally:
+        again.kill()
 
 
 def _until_not_serving(watch):

@@ -43,11 +43,11 @@ def python_command(module: str) -> list[str]:
     return [sys.executable] + (["-S"] if sys.flags.no_site else []) + ["-m", module]
 
 
-def child_env(overrides: dict[str, str] | None = None) -> dict[str, str]:
+def child_env(overrides: dict[str, str] | None = None, python_path_first: str | None = None) -> dict[str, str]:
     # The sidecar sets the determinism variables itself and refuses any
     # contradicting value, so the test's own environment must not leak them.
     env = {k: v for k, v in os.environ.items() if k not in determinism.ENVIRONMENT}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    env["PYTHONPATH"] = os.pathsep.join(([python_path_first] if python_path_first else []) + [p for p in sys.path if p])
     env.update(overrides or {})
     return env
 
@@ -70,11 +70,21 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, str, bytes]:
 class Sidecar:
     """One sidecar process; use start() to get one that is already SERVING."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None, model_path: str | None = None):
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        model_path: str | None = None,
+        grpc_port: int | None = None,
+        metrics_port: int | None = None,
+        python_path_first: str | None = None,
+    ):
+        """`grpc_port`/`metrics_port` reuse given ports (e.g. to restart on the same ones);
+        `python_path_first` puts another source tree before ours (benchmarks compare commits)."""
         self.dir = tmpdir()
         self.model_path = model_path or model_fixture.copy_model(self.dir)
-        self.grpc_port = free_port()
-        self.metrics_port = free_port()
+        self.grpc_port = grpc_port or free_port()
+        self.metrics_port = metrics_port or free_port()
         self.target = f"127.0.0.1:{self.grpc_port}"
         self.metrics_url = f"http://127.0.0.1:{self.metrics_port}"
         self.log_path = os.path.join(self.dir, "sidecar.log")
@@ -85,7 +95,10 @@ class Sidecar:
             *args,
         ]
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env(env))
+            self.started_wall = time.time()
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env(env, python_path_first)
+            )
 
     def log(self) -> str:
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
@@ -94,24 +107,26 @@ class Sidecar:
     def channel(self) -> grpc.Channel:
         return grpc.insecure_channel(self.target)
 
-    def wait_serving(self, timeout: float = START_TIMEOUT_S) -> None:
+    def wait_serving(self, timeout: float = START_TIMEOUT_S, poll_s: float = 0.2) -> None:
         end = time.monotonic() + timeout
-        with self.channel() as ch:
-            health = health_pb2_grpc.HealthStub(ch)
-            while True:
-                rc = self.proc.poll()
-                if rc is not None:
-                    raise AssertionError(f"sidecar exited with {rc} before serving:\n{self.log()}")
+        while True:
+            rc = self.proc.poll()
+            if rc is not None:
+                raise AssertionError(f"sidecar exited with {rc} before serving:\n{self.log()}")
+            # A fresh channel per attempt: a channel that failed to connect backs
+            # off for seconds before retrying, which would only measure the backoff.
+            with self.channel() as ch:
                 try:
-                    status = health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=1.0).status
+                    status = health_pb2_grpc.HealthStub(ch).Check(
+                        health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=1.0).status
                     if status == health_pb2.HealthCheckResponse.SERVING:
                         return
                 except grpc.RpcError:
                     pass
-                if time.monotonic() > end:
-                    self.kill()
-                    raise AssertionError(f"sidecar not SERVING after {timeout}s:\n{self.log()}")
-                time.sleep(0.2)
+            if time.monotonic() > end:
+                self.kill()
+                raise AssertionError(f"sidecar not SERVING after {timeout}s:\n{self.log()}")
+            time.sleep(poll_s)
 
     def wait_for_log(self, text: str, timeout: float = 10.0) -> None:
         end = time.monotonic() + timeout

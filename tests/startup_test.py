@@ -1,12 +1,14 @@
 """Start-up refusals: each exits non-zero, names what is wrong and serves nothing.
 
-All but one fail before TensorFlow is imported, so they cost a fraction of a
-second each; the golden self-check failure needs the model loaded.
+Most fail before TensorFlow is imported, so they cost a fraction of a second
+each; the golden self-check failure and the damaged-but-consistent model
+directories need TensorFlow.
 """
 
 import glob
 import json
 import os
+import shutil
 import subprocess
 import time
 
@@ -113,6 +115,87 @@ def test_failed_golden_self_check_is_fatal_and_nothing_listens(model_copy):
         assert SERVING_LINE not in out
     finally:
         s.kill()
+
+
+# -- model directory faults ---------------------------------------------------------
+# Each fault twice where it matters: as found (the manifest hash catches it
+# before TensorFlow sees a byte) and "consistent" (export_metadata.json
+# re-hashed, as a careless operator or an attacker would), so that the loader's
+# own errors are exercised too.
+
+
+def rehash(model_path: str) -> None:
+    meta_path = os.path.join(model_path, hashing.METADATA_FILE)
+    with open(meta_path, encoding="utf-8") as f:
+        meta = json.load(f)
+    meta["model_hash"] = hashing.model_hash(model_path)
+    with open(meta_path, "w", encoding="utf-8") as f:
+        json.dump(meta, f)
+
+
+def _remove_variables(model_path):
+    shutil.rmtree(os.path.join(model_path, "variables"))
+
+
+def _truncate_variables(model_path):
+    (data,) = glob.glob(os.path.join(model_path, "variables", "variables.data-*"))
+    os.truncate(data, os.path.getsize(data) // 2)
+
+
+@pytest.mark.parametrize("fault", [_remove_variables, _truncate_variables], ids=["missing_variables", "truncated"])
+def test_damaged_variables_are_caught_by_the_hash(model_copy, fault):
+    recorded = recorded_hash(model_copy)
+    fault(model_copy)
+    assert_refused(run(model_path=model_copy), "model hash mismatch", recorded)
+
+
+@pytest.mark.parametrize("fault, message", [(_remove_variables, "cannot load SavedModel"),
+                                            (_truncate_variables, "cannot load SavedModel")],
+                         ids=["missing_variables", "truncated"])
+def test_damaged_variables_with_consistent_metadata_fail_to_load(model_copy, fault, message):
+    fault(model_copy)
+    rehash(model_copy)
+    assert_refused(run(model_path=model_copy), message)
+
+
+def test_extra_file(model_copy):
+    with open(os.path.join(model_copy, "variables", "README"), "w", encoding="utf-8") as f:
+        f.write("not part of the model\n")
+    assert_refused(run(model_path=model_copy), "model hash mismatch", recorded_hash(model_copy))
+
+
+def test_symlink_pointing_outside(model_copy):
+    outside = os.path.join(os.path.dirname(model_copy), "outside.bin")
+    with open(outside, "wb") as f:
+        f.write(b"\0" * 16)
+    os.symlink(outside, os.path.join(model_copy, "assets.bin"))
+    assert_refused(run(model_path=model_copy), "refusing symlink in model directory: assets.bin")
+
+
+def test_unreadable_file_chmod_000(model_copy):
+    path = os.path.join(model_copy, "variables", "variables.index")
+    os.chmod(path, 0)
+    try:
+        try:
+            with open(path, "rb"):
+                readable = True
+        except PermissionError:
+            readable = False
+        if readable:
+            pytest.skip("running with CAP_DAC_OVERRIDE (root): chmod 000 does not stop reads here; "
+                        "test_unreadable_file_special covers an unreadable entry")
+        assert_refused(run(model_path=model_copy), "cannot open variables/variables.index", "Permission denied")
+    finally:
+        os.chmod(path, 0o644)
+
+
+def test_unreadable_file_special(model_copy):
+    # Unreadable even for root: a FIFO in place of the file (opening it for
+    # reading would block forever); the hash refuses it without opening it.
+    path = os.path.join(model_copy, "variables", "variables.index")
+    os.remove(path)
+    os.mkfifo(path)
+    assert_refused(run(model_path=model_copy), "refusing special file in model directory: variables/variables.index")
 
 
 # -- the environment ----------------------------------------------------------------
