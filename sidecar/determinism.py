@@ -10,6 +10,16 @@ not for the current one. Nothing on the inference path depends on str hashing.
 
 ONEDNN_MAX_CPU_ISA is deliberately not managed: tests set it to make oneDNN
 pick the kernels other CPUs would pick, and the exported model must not change.
+
+GUARDED_ENVIRONMENT lists the variables TensorFlow 2.21 or its bundled oneDNN
+actually reads (their names are in libtensorflow_framework.so.2 /
+libtensorflow_cc.so.2, oneDNN's as "ONEDNN_"/"DNNL_" + suffix) that can change
+float32 arithmetic or its summation order on some CPUs; any value but the
+listed harmless ones is refused at start-up, naming the variable, rather than
+serving scores that differ from other validators'. They are not set, only
+checked, so settings() (recorded in export_metadata.json) is unchanged.
+Not guarded because TF 2.21 never reads them: TF_ENABLE_XLA,
+ONEDNN_CPU_ISA_HINTS / DNNL_CPU_ISA_HINTS. OMP_NUM_THREADS is in ENVIRONMENT.
 """
 
 import os
@@ -30,6 +40,27 @@ ENVIRONMENT = {
     "TF_ENABLE_ONEDNN_OPTS": "0",
     "OMP_NUM_THREADS": "1",
     "PYTHONHASHSEED": str(SEED),
+}
+
+
+_FPMATH = ("", "strict")
+# name -> (accepted values after strip().lower(), what any other value does).
+GUARDED_ENVIRONMENT: dict[str, tuple[tuple[str, ...], str]] = {
+    "ONEDNN_DEFAULT_FPMATH_MODE": (
+        _FPMATH,
+        "lets oneDNN compute float32 products in bf16/f16/tf32 on CPUs that have such units (AVX512-BF16, AMX)",
+    ),
+    "DNNL_DEFAULT_FPMATH_MODE": (_FPMATH, "is oneDNN's older name for ONEDNN_DEFAULT_FPMATH_MODE"),
+    "TF_SET_ONEDNN_FPMATH_MODE": (("",), "makes TensorFlow set a reduced-precision oneDNN fpmath mode"),
+    "TF_ENABLE_ZENDNN_OPTS": (("", "0", "false"), "switches float32 kernels to AMD ZenDNN's"),
+    "TF_ENABLE_ONEDNN_SPMM": (("", "0", "false"), "switches sparse matmuls to oneDNN kernels"),
+    "TF_NUM_INTEROP_THREADS": (("", str(INTER_OP_THREADS)), f"changes TF's inter-op thread count (must be {INTER_OP_THREADS})"),
+    "TF_NUM_INTRAOP_THREADS": (
+        ("", str(INTRA_OP_THREADS)),
+        f"changes TF's intra-op thread count (must be {INTRA_OP_THREADS}); more threads split sums differently",
+    ),
+    "TF_XLA_FLAGS": (("",), "configures XLA JIT compilation (e.g. --tf_xla_auto_jit), which replaces TF's kernels"),
+    "XLA_FLAGS": (("",), "changes XLA's CPU code generation (e.g. fast-math)"),
 }
 
 
@@ -54,6 +85,14 @@ def apply_environment() -> None:
         have = os.environ.get(name)
         if have is not None and have != want:
             raise DeterminismError(f"environment variable {name}={have!r} contradicts required {name}={want!r}")
+    for name, (accepted, effect) in GUARDED_ENVIRONMENT.items():
+        have = os.environ.get(name)
+        if have is not None and have.strip().lower() not in accepted:
+            allowed = ", ".join(repr(a) for a in accepted if a)
+            raise DeterminismError(
+                f"environment variable {name}={have!r} is refused: it {effect}, so scores could differ from "
+                f"other validators'; unset it{f' (or set {allowed})' if allowed else ''}"
+            )
     os.environ.update(ENVIRONMENT)
 
 

@@ -11,7 +11,10 @@ from sidecar import determinism
 
 
 def run(code: str, **env_overrides) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in determinism.ENVIRONMENT}
+    env = {
+        k: v for k, v in os.environ.items()
+        if k not in determinism.ENVIRONMENT and k not in determinism.GUARDED_ENVIRONMENT
+    }
     env.update(env_overrides)
     env["PYTHONPATH"] = os.pathsep.join([os.getcwd()] + [p for p in sys.path if p])
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
@@ -41,6 +44,79 @@ def test_accepts_matching_environment_and_isa_cap():
         TF_ENABLE_ONEDNN_OPTS="0",
         ONEDNN_MAX_CPU_ISA="AVX",
     )
+    assert r.returncode == 0, r.stderr
+
+
+def test_refuses_omp_threads_other_than_one():
+    r = run("from sidecar import determinism\ndeterminism.apply_environment()\n", OMP_NUM_THREADS="4")
+    assert r.returncode != 0 and "OMP_NUM_THREADS='4'" in r.stderr
+
+
+# One value per guarded variable that must be refused; each is something an
+# operator could plausibly set for speed.
+REFUSED = {
+    "ONEDNN_DEFAULT_FPMATH_MODE": "BF16",
+    "DNNL_DEFAULT_FPMATH_MODE": "any",
+    "TF_SET_ONEDNN_FPMATH_MODE": "BF16",
+    "TF_ENABLE_ZENDNN_OPTS": "1",
+    "TF_ENABLE_ONEDNN_SPMM": "1",
+    "TF_NUM_INTEROP_THREADS": "8",
+    "TF_NUM_INTRAOP_THREADS": "2",
+    "TF_XLA_FLAGS": "--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit",
+    "XLA_FLAGS": "--xla_cpu_enable_fast_math=true",
+}
+
+# Values of the same variables that cannot change the arithmetic.
+ACCEPTED = {
+    "ONEDNN_DEFAULT_FPMATH_MODE": "strict",
+    "DNNL_DEFAULT_FPMATH_MODE": "STRICT",
+    "TF_SET_ONEDNN_FPMATH_MODE": "",
+    "TF_ENABLE_ZENDNN_OPTS": "0",
+    "TF_ENABLE_ONEDNN_SPMM": "false",
+    "TF_NUM_INTEROP_THREADS": "1",
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_XLA_FLAGS": "",
+    "XLA_FLAGS": "",
+}
+
+
+def test_every_guarded_variable_has_a_refusal_test():
+    assert set(REFUSED) == set(ACCEPTED) == set(determinism.GUARDED_ENVIRONMENT)
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_refuses_arithmetic_changing_variable(name):
+    r = run(
+        "import os\n"
+        "from sidecar import determinism\n"
+        "try:\n"
+        "    determinism.apply_environment()\n"
+        "except determinism.DeterminismError as e:\n"
+        "    print(e)\n"
+        "    raise SystemExit(3)\n"
+        "print('applied', os.environ.get('TF_ENABLE_ONEDNN_OPTS'))\n",
+        **{name: REFUSED[name]},
+    )
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    assert f"environment variable {name}={REFUSED[name]!r} is refused" in r.stdout
+    assert "applied" not in r.stdout
+
+
+def test_import_tensorflow_refuses_before_importing_it():
+    r = run(
+        "import sys\n"
+        "from sidecar import determinism\n"
+        "try:\n"
+        "    determinism.import_tensorflow()\n"
+        "except determinism.DeterminismError:\n"
+        "    print('tensorflow' in sys.modules)\n",
+        TF_XLA_FLAGS="--tf_xla_auto_jit=1",
+    )
+    assert r.returncode == 0 and r.stdout.strip() == "False", (r.stdout, r.stderr)
+
+
+def test_accepts_harmless_values_of_guarded_variables():
+    r = run("from sidecar import determinism\ndeterminism.apply_environment()\n", **ACCEPTED)
     assert r.returncode == 0, r.stderr
 
 
