@@ -17,6 +17,7 @@ export PIP_CONFIG_FILE=/dev/null PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONNOUSERSIT
 "$tmp/venv/bin/pip" install -q pip-tools==7.6.2
 "$tmp/venv/bin/pip-compile" --quiet --generate-hashes --allow-unsafe --strip-extras \
   --no-emit-index-url --output-file requirements_lock.txt requirements.in
+"$interpreter" tools/format_lock.py requirements_lock.txt
 # The wheel URLs Nix fetches by (pip's lock records hashes only).
 "$interpreter" tools/wheel_urls.py
 echo "requirements_lock.txt and third_party/pip/wheels.lock.json regenerated;"

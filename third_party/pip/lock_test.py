@@ -1,6 +1,7 @@
 """requirements.in and the lock agree, and the installer refuses bytes the lock does not pin."""
 
 import glob
+import itertools
 import json
 import os
 import shutil
@@ -79,9 +80,10 @@ class TamperedLockTest(unittest.TestCase):
         shutil.copy(wheel, self.links)
         with open("requirements_lock.txt") as f:
             text = f.read()
-        start = text.index("\nsix==") + 1
-        end = text.index("\n", text.index("--hash=sha256:", start))
-        self.six_entry = text[start:end]
+        # The entry line and its continuation lines: every hash pinned for six.
+        lines = text[text.index("\nsix==") + 1:].splitlines()
+        entry = [lines[0]] + list(itertools.takewhile(lambda l: l.strip().startswith("--hash="), lines[1:]))
+        self.six_entry = "\n".join(entry)
 
     def install(self, lock_text):
         lock = os.path.join(self.tmp, "lock.txt")
