@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 
 import grpc
@@ -36,7 +35,7 @@ _SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 
 def tool(name):
     path = shutil.which(name, path=_SYSTEM_PATH)
-    assert path, f"{name} is needed (util-linux, coreutils, iproute2)"
+    assert path, f"{name} is needed (util-linux, coreutils, iproute2, umoci)"
     return path
 
 
@@ -61,12 +60,13 @@ def sh(name, *args):
 
 @pytest.fixture(scope="module")
 def rootfs():
-    layers, config = image_parts()
-    root = os.path.join(sidecar_process.tmpdir("image-"), "rootfs")
-    os.makedirs(root)
-    for digest in layers:
-        with tarfile.open(blob(digest)) as tar:
-            tar.extractall(root, numeric_owner=True)
+    _, config = image_parts()
+    # umoci, not our own untar: an independent OCI implementation must accept
+    # the layout and lay out the same root (owners included: we are root).
+    bundle = os.path.join(sidecar_process.tmpdir("image-"), "bundle")
+    sh("umoci", "unpack", "--image", f"{_LAYOUT}:latest", bundle)
+    root = os.path.join(bundle, "rootfs")
+    assert os.stat(os.path.join(root, "home", "nonroot")).st_uid == _NONROOT
     for mountpoint in ("dev", "proc", "tmp"):
         os.makedirs(os.path.join(root, mountpoint), exist_ok=True)
     # Read-only root; the kernel interfaces and a private /tmp on top.

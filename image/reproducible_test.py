@@ -8,6 +8,7 @@ digest.
 """
 
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -74,6 +75,15 @@ def build(tmp, run):
 @pytest.mark.parametrize("run", _RUNS, ids=["umask022-UTC", "umask077-St_Johns"])
 def test_rebuild_gives_bazels_digest(tmp_path, run):
     assert build(str(tmp_path), run) == bazel_digest()
+
+
+def test_skopeo_reads_the_layout_and_agrees_on_the_digest():
+    skopeo = shutil.which("skopeo", path="/usr/bin:/bin")
+    assert skopeo, "skopeo is missing: apt-get install skopeo (./bazelw installs it)"
+    proc = subprocess.run([skopeo, "inspect", f"oci:{os.path.join('image', 'image')}:latest"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["Digest"] == bazel_digest()
 
 
 if __name__ == "__main__":
