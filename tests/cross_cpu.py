@@ -364,30 +364,12 @@ def start_sidecar(interp: Interpreter, cpu: CpuModel | None, model_path: str):
     """A tests.sidecar_process.Sidecar, natively or under `qemu-x86_64 -cpu`."""
     from tests import sidecar_process  # pylint: disable=import-outside-toplevel
 
-    class _Sidecar(sidecar_process.Sidecar):
-        # Same as Sidecar.__init__, with the command prefixed by QEMU.
-        def __init__(self):  # pylint: disable=super-init-not-called
-            self.dir = sidecar_process.tmpdir("cross-cpu-sidecar-")
-            self.model_path = model_path
-            self.grpc_port = sidecar_process.free_port()
-            self.metrics_port = sidecar_process.free_port()
-            self.target = f"127.0.0.1:{self.grpc_port}"
-            self.metrics_url = f"http://127.0.0.1:{self.metrics_port}"
-            self.log_path = os.path.join(self.dir, "sidecar.log")
-            self.started_wall = time.time()
-            args = [
-                "-m", "sidecar.main",
-                f"--grpc-addr={self.target}",
-                f"--metrics-addr=127.0.0.1:{self.metrics_port}",
-                f"--model-path={model_path}",
-                f"--timeout={SIDECAR_CALL_TIMEOUT}",
-            ]
-            cmd = interp.native(args) if cpu is None else interp.emulated(cpu.qemu_cpu, args)
-            env = child_env() if cpu is None else interp.env(child_env())
-            with open(self.log_path, "wb") as log:
-                self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    def launch(python_args: list[str]) -> tuple[list[str], dict[str, str]]:
+        if cpu is None:
+            return interp.native(python_args), child_env()
+        return interp.emulated(cpu.qemu_cpu, python_args), interp.env(child_env())
 
-    return _Sidecar()
+    return sidecar_process.Sidecar(f"--timeout={SIDECAR_CALL_TIMEOUT}", model_path=model_path, launch=launch)
 
 
 def sidecar_requests(model_path: str, rand: np.ndarray) -> list[tuple[str, Any]]:

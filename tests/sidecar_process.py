@@ -38,9 +38,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def python_command(module: str) -> list[str]:
+def python_command(module: str | None = None) -> list[str]:
     # Under Bazel the toolchain runs python -S; the child must not see more.
-    return [sys.executable] + (["-S"] if sys.flags.no_site else []) + ["-m", module]
+    return [sys.executable] + (["-S"] if sys.flags.no_site else []) + (["-m", module] if module else [])
 
 
 def child_env(overrides: dict[str, str] | None = None, python_path_first: str | None = None) -> dict[str, str]:
@@ -78,9 +78,12 @@ class Sidecar:
         grpc_port: int | None = None,
         metrics_port: int | None = None,
         python_path_first: str | None = None,
+        launch=None,
     ):
         """`grpc_port`/`metrics_port` reuse given ports (e.g. to restart on the same ones);
-        `python_path_first` puts another source tree before ours (benchmarks compare commits)."""
+        `python_path_first` puts another source tree before ours (benchmarks compare commits);
+        `launch(python_args) -> (command, env)` starts the interpreter some other way
+        (the cross-CPU check puts qemu in front of it)."""
         self.dir = tmpdir()
         self.model_path = model_path or model_fixture.copy_model(self.dir)
         self.grpc_port = grpc_port or free_port()
@@ -88,17 +91,21 @@ class Sidecar:
         self.target = f"127.0.0.1:{self.grpc_port}"
         self.metrics_url = f"http://127.0.0.1:{self.metrics_port}"
         self.log_path = os.path.join(self.dir, "sidecar.log")
-        cmd = python_command("sidecar.main") + [
+        python_args = [
+            "-m",
+            "sidecar.main",
             f"--grpc-addr={self.target}",
             f"--metrics-addr=127.0.0.1:{self.metrics_port}",
             f"--model-path={self.model_path}",
             *args,
         ]
+        if launch is None:
+            cmd, cmd_env = python_command() + python_args, child_env(env, python_path_first)
+        else:
+            cmd, cmd_env = launch(python_args)
         with open(self.log_path, "wb") as log:
             self.started_wall = time.time()
-            self.proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env(env, python_path_first)
-            )
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=cmd_env)
 
     def log(self) -> str:
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
