@@ -14,7 +14,6 @@ import math
 import os
 import platform
 import subprocess
-import sys
 import time
 
 import grpc
@@ -113,13 +112,7 @@ def pyplot():
 
 def start_sidecar(*args: str, env: dict | None = None, cwd_src: str | None = None) -> sidecar_process.Sidecar:
     """A SERVING sidecar on 127.0.0.1 with a dereferenced model copy (tests/sidecar_process)."""
-    s = sidecar_process.Sidecar(*args, env=env, python_path_first=cwd_src)
-    try:
-        s.wait_serving()
-    except BaseException:
-        s.kill()
-        raise
-    return s
+    return sidecar_process.start(*args, env=env, python_path_first=cwd_src)
 
 
 class Echo:

@@ -21,7 +21,6 @@ plus a cProfile of the in-process handler. A golden-vector check ends the run.
 import json
 import os
 import subprocess
-import sys
 import time
 
 import grpc

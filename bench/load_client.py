@@ -16,7 +16,6 @@ import grpc
 
 from bench import common
 from inference.v1 import inference_pb2 as pb
-from inference.v1 import inference_pb2_grpc as pb_grpc
 from sidecar import golden
 
 

@@ -10,12 +10,10 @@ import subprocess
 import threading
 import time
 
-import grpc
 
 from bench import common
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
-from sidecar import determinism
 from tests import sidecar_process
 
 GIB_KB = 1024 * 1024

@@ -9,7 +9,6 @@ invalid calls, and afterwards every golden vector must still return its
 expected bytes.
 """
 
-import concurrent.futures
 import math
 import random
 

@@ -158,8 +158,8 @@ class Sidecar:
             self.proc.wait()
 
 
-def start(*args: str, env: dict[str, str] | None = None) -> Sidecar:
-    s = Sidecar(*args, env=env)
+def start(*args: str, env: dict[str, str] | None = None, python_path_first: str | None = None) -> Sidecar:
+    s = Sidecar(*args, env=env, python_path_first=python_path_first)
     try:
         s.wait_serving()
     except BaseException:
