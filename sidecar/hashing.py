@@ -26,6 +26,7 @@ below the root, special files and non-canonical paths are refused.
 """
 
 import hashlib
+import math
 import os
 import stat
 import struct
@@ -46,26 +47,42 @@ class ModelHashError(ValueError):
 
 def chain_round(values: Iterable[float] | np.ndarray) -> np.ndarray:
     """Applies the chain's 6-decimal rounding; returns float32 values."""
-    x = np.asarray(values, dtype=np.float32).astype(np.float64).reshape(-1)
-    y = x * 1e6
-    a = np.abs(y)
-    f = np.floor(a)
-    # a - f is exact, so the tie test is exact; unlike floor(a + 0.5), this is
-    # also right when a + 0.5 would itself round (|a| >= 2**52).
+    # Signalling NaNs would warn on conversion; they are handled below.
     with np.errstate(invalid="ignore"):
-        f = np.where(a - f >= 0.5, f + 1.0, f)
+        x = np.asarray(values, dtype=np.float32).astype(np.float64).reshape(-1)
+        y = x * 1e6
+        a = np.abs(y)
+        f = np.floor(a)
+        # a - f is exact, so the tie test is exact; unlike floor(a + 0.5), this
+        # is also right when a + 0.5 would itself round (|a| >= 2**52).
+        f += a - f >= 0.5
     r = (np.copysign(f, y) / 1e6).astype(np.float32)
-    nan = np.isnan(x)
-    if nan.any():
-        r = r.copy()
-        r.view(np.uint32)[nan] = CANONICAL_NAN_BITS
-    # Inf passes through unchanged: inf - inf is NaN so the where() kept f = inf.
-    r[np.isinf(x)] = x[np.isinf(x)]
+    if not np.isfinite(x).all():
+        # Inf passes through unchanged: inf - inf is NaN, so f stayed inf.
+        r.view(np.uint32)[np.isnan(x)] = CANONICAL_NAN_BITS
     return r
 
 
 def chain_hash(values: Iterable[float] | np.ndarray) -> str:
     return hashlib.sha256(chain_round(values).astype(">f4").tobytes()).hexdigest()
+
+
+def chain_hash_one(value: float | np.floating) -> str:
+    """chain_hash([value]) without numpy's per-call overhead (~2 us instead of ~30).
+
+    The same float64 operations in the same order on Python floats; values
+    whose rounding could overflow float32, and NaN/Inf, take chain_hash.
+    """
+    x = float(np.float32(value))
+    if not abs(x) < 1e30:
+        return chain_hash([value])
+    y = x * 1e6
+    a = abs(y)
+    f = float(math.floor(a))
+    if a - f >= 0.5:
+        f += 1.0
+    # struct's "f" narrows like astype(float32): round to nearest, ties to even.
+    return hashlib.sha256(struct.pack(">f", math.copysign(f, y) / 1e6)).hexdigest()
 
 
 def exact_hash(values: Iterable[float] | np.ndarray) -> str:

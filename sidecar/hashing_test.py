@@ -65,6 +65,18 @@ class TestChainHash:
     def test_empty(self):
         assert hashing.chain_hash([]) == _sha(b"")
 
+    def test_one_value_path_equals_array_path(self):
+        rng = np.random.default_rng(7)
+        edge = [0.0, -0.0, 0.0078125, -0.0078125, 4e-7, -4e-7, 5e-7, -5e-7, 1.5e-6, 2.5e-6, 73.25, 1e29, -1e29,
+                1e30, 3.4e38, float("inf"), float("-inf"), float("nan"), 2.0**52 / 1e6]
+        random_bits = rng.integers(0, 2**32, 20_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+        scores = (rng.random(20_000) * 100).astype(np.float32)  # where raw scores live
+        # Values whose scaled form is a tie k + 0.5 (or a neighbour of one).
+        ties = ((np.arange(-3000, 3000) + 0.5) / 1e6).astype(np.float32)
+        for values in (np.array(edge, dtype=np.float32), random_bits, scores, ties):
+            for v in values:
+                assert hashing.chain_hash_one(v) == hashing.chain_hash([v]), hashing.float32_hex(v)
+
 
 class TestExactHash:
     def test_little_endian_no_rounding(self):

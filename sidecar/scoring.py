@@ -105,13 +105,12 @@ def evaluate(values: np.ndarray, raw: np.float32) -> ScoreResult:
     raw = _F32(raw)
     s = score(raw)
     c = confidence(raw)
-    out = np.array([raw], dtype=np.float32)
     return ScoreResult(
         score=s,
         raw_score=raw,
         confidence=c,
         reason_codes=reason_codes(values, s, c),
         input_hash=hashing.chain_hash(values),
-        output_hash=hashing.chain_hash(out),
-        exact_output_hash=hashing.exact_hash(out),
+        output_hash=hashing.chain_hash_one(raw),
+        exact_output_hash=hashing.exact_hash(raw),
     )
