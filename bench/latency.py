@@ -9,8 +9,8 @@ Same run, interleaved in rounds so machine noise hits every configuration alike:
   * optionally a second sidecar from another source tree (--compare-src, e.g. the
     previous commit unpacked with `git archive`), for before/after figures;
 then, in this process:
-  * model: the model call alone (TrustModel.infer: hand-off to the inference
-    thread, TF, back), and the same through TF's public signature call;
+  * model: the model call alone (TrustModel.run: the lock, TF, the outputs back
+    as numpy), and the same through TF's public signature call;
   * scorer: validation + model + scoring + hashes (Scorer.score), what the
     handler wraps;
   * naive: the Keras way, keras.layers.TFSMLayer(serving_default) in a
@@ -29,6 +29,7 @@ import numpy as np
 from bench import common
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
+from sidecar import features as F
 from sidecar import golden
 from sidecar import hashing
 from tests import sidecar_process
@@ -77,13 +78,13 @@ def in_process(model_path: str, vector: dict, n: int, naive_n: int, profile_n: i
 
     sc = scorer_lib.Scorer.load(model_path)
     model = sc._model  # pylint: disable=protected-access
-    arr = np.asarray(vector["features"], dtype=np.float32)
+    arr = F.validate(vector["features"])
     lat = {}
     configs = {
-        "model (serving path)": lambda: model.infer(arr),
-        "model+contrib (serving path)": lambda: model.infer_with_contributions(arr),
-        "model (signature call)": lambda: model.submit_reference(arr, False).result(),
-        "model+contrib (signature call)": lambda: model.submit_reference(arr, True).result(),
+        "model (serving path)": lambda: model.run(arr, False),
+        "model+contrib (serving path)": lambda: model.run(arr, True),
+        "model (signature call)": lambda: model.run_reference(arr, False),
+        "model+contrib (signature call)": lambda: model.run_reference(arr, True),
         "scorer": lambda: sc.score(arr, False),
         "scorer+contrib": lambda: sc.score(arr, True),
     }

@@ -1,15 +1,17 @@
 """Loads the verified trust-score SavedModel and runs batch-1 inference.
 
 Batch size is always exactly 1: oneDNN picks its sgemm kernel by CPU and only
-batch-1 products came out bit-identical across CPUs. All TF calls run on one
-dedicated thread owned by the model, so any number of request threads can
-share it while TF itself never runs concurrently.
+batch-1 products came out bit-identical across CPUs. TF calls are serialised
+by one lock and run on the caller's thread: any number of request threads can
+share the model while TF never runs concurrently. (A dedicated inference
+thread cost two cross-thread wake-ups per call, ~0.1 ms of a 0.2 ms call,
+without changing a bit: the kernels run on TF's own inter-op thread either way.)
 """
 
-import concurrent.futures
 import itertools
 import json
 import os
+import threading
 import time
 from typing import Any
 
@@ -29,6 +31,10 @@ GOLDEN_FILE = "golden_vectors.json"
 
 class ModelError(RuntimeError):
     """The model directory failed verification or could not be loaded."""
+
+
+class Busy(TimeoutError):
+    """The model stayed busy with other calls for the whole timeout."""
 
 
 def read_metadata(path: str) -> dict[str, Any]:
@@ -103,7 +109,7 @@ class _DirectCall:
     TFE_Py_Execute, so the kernels and therefore the bits are the same; the
     model cross-checks it against the signature call on every golden vector at
     start-up and with random inputs in tests. Only for one float32 (1, 768)
-    input, on the inference thread.
+    input, called under the model's lock.
     """
 
     def __init__(self, tf, signature, output_names: tuple[str, ...]):
@@ -134,64 +140,78 @@ class _DirectCall:
 
 
 class TrustModel:
-    """A loaded model plus the single thread all of its TF work runs on."""
+    """A loaded model; callable from any thread, one TF call at a time."""
 
     def __init__(self, path: str, metadata: dict[str, Any] | None, model_hash: str | None):
         self.path = path
         self.metadata = metadata
         self.hash = model_hash
         self.version = metadata.get("version") if metadata else None
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="tf-inference")
-        # Loading on the inference thread too keeps every TF call on one thread.
-        try:
-            self._executor.submit(self._load).result()
-        except BaseException:
-            self._executor.shutdown(wait=False)
-            raise
-
-    def _load(self) -> None:
+        self._lock = threading.Lock()
+        self._closed = False
         tf = determinism.import_tensorflow()
         self._tf = tf
         try:
-            self._loaded = tf.saved_model.load(self.path)
+            self._loaded = tf.saved_model.load(path)
         except Exception as e:  # TF raises a zoo of types for corrupt files.
-            raise ModelError(f"cannot load SavedModel from {self.path}: {e}") from None
+            raise ModelError(f"cannot load SavedModel from {path}: {e}") from None
         sigs = self._loaded.signatures
         for name in (SERVING_SIGNATURE, CONTRIBUTIONS_SIGNATURE):
             if name not in sigs:
-                raise ModelError(f"SavedModel {self.path} lacks signature {name!r}")
+                raise ModelError(f"SavedModel {path} lacks signature {name!r}")
         self._serving = sigs[SERVING_SIGNATURE]
         self._contributions = sigs[CONTRIBUTIONS_SIGNATURE]
         self._fast_serving = _DirectCall(tf, self._serving, (OUTPUT_NAME,))
         self._fast_contributions = _DirectCall(tf, self._contributions, (OUTPUT_NAME, GROUP_SCORES_NAME))
 
-    # -- runs on the inference thread -------------------------------------
-    def _run(self, values: np.ndarray, contributions: bool):
-        if not contributions:
-            (raw,) = self._fast_serving(values)
-            return raw[0, 0]
-        raw, without = self._fast_contributions(values)
+    def run(self, arr: np.ndarray, contributions: bool = False, timeout: float | None = None):
+        """One batch-1 inference of an array F.validate() returned.
+
+        Returns the np.float32 raw score, or (raw, {group: contribution}) when
+        `contributions`; contribution = raw - raw with that group zeroed.
+        Raises Busy if the lock is not free within `timeout` seconds (None: wait).
+        """
+        self._acquire(timeout)
+        try:
+            if not contributions:
+                (raw,) = self._fast_serving(arr)
+                return raw[0, 0]
+            raw, without = self._fast_contributions(arr)
+        finally:
+            self._lock.release()
         raw = raw[0, 0]
         without = without[0]
         return raw, {name: np.float32(raw - without[i]) for i, name in enumerate(F.GROUP_NAMES)}
 
-    def _run_reference(self, values: np.ndarray, contributions: bool):
-        """The same computation through TF's public signature call (slower; for cross-checks)."""
-        x = self._tf.constant(values.reshape(1, F.FEATURE_DIM))
-        if not contributions:
-            return self._serving(features=x)[OUTPUT_NAME].numpy()[0, 0]
-        out = self._contributions(features=x)
+    def run_reference(self, arr: np.ndarray, contributions: bool = False):
+        """run() through TF's public signature call (slower; for cross-checks and benchmarks)."""
+        x = self._tf.constant(arr.reshape(1, F.FEATURE_DIM))
+        self._acquire(None)
+        try:
+            if not contributions:
+                return self._serving(features=x)[OUTPUT_NAME].numpy()[0, 0]
+            out = self._contributions(features=x)
+        finally:
+            self._lock.release()
         raw = out[OUTPUT_NAME].numpy()[0, 0]
         without = out[GROUP_SCORES_NAME].numpy()[0]
         return raw, {name: np.float32(raw - without[i]) for i, name in enumerate(F.GROUP_NAMES)}
+
+    def _acquire(self, timeout: float | None) -> None:
+        if not self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):
+            raise Busy(f"model busy with other calls for {timeout:.6f}s")
+        if self._closed:
+            self._lock.release()
+            raise ModelError("model is closed")
 
     def cross_check(self, inputs) -> list[str]:
         """Compares the serving path with the public signature call, bit for bit; [] means equal."""
         problems = []
         for i, values in enumerate(inputs):
+            arr = F.validate(values)
             for contributions in (False, True):
-                fast = self.submit_infer(values, contributions).result()
-                ref = self.submit_reference(values, contributions).result()
+                fast = self.run(arr, contributions)
+                ref = self.run_reference(arr, contributions)
                 if not contributions:
                     fast, ref = (fast, {}), (ref, {})
                 got = [hashing.float32_hex(fast[0])] + [hashing.float32_hex(v) for v in fast[1].values()]
@@ -200,28 +220,17 @@ class TrustModel:
                     problems.append(f"input {i}: direct call {got} != signature call {want} (contributions={contributions})")
         return problems
 
-    def submit_reference(self, values, contributions: bool = False) -> concurrent.futures.Future:
-        """Like submit_infer, through the public signature call; benchmarks and cross-checks only."""
-        return self._executor.submit(self._run_reference, F.validate(values), contributions)
-
-    # -- public API, callable from any thread -----------------------------
-    def submit_infer(self, values, contributions: bool = False) -> concurrent.futures.Future:
-        """Validates on the caller's thread, queues the TF call on the model thread.
-
-        The future yields np.float32 raw score, or (raw, {group: contribution})
-        when `contributions`; contribution = raw - raw with that group zeroed.
-        """
-        arr = F.validate(values)
-        return self._executor.submit(self._run, arr, contributions)
-
     def infer(self, values) -> np.float32:
-        return self.submit_infer(values, False).result()
+        """Validates any numeric sequence (FeatureError) and runs it."""
+        return self.run(F.validate(values), False)
 
     def infer_with_contributions(self, values) -> tuple[np.float32, dict[str, np.float32]]:
-        return self.submit_infer(values, True).result()
+        return self.run(F.validate(values), True)
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True)
+        """Waits for the call in progress; later calls raise ModelError."""
+        with self._lock:
+            self._closed = True
 
     def __enter__(self) -> "TrustModel":
         return self

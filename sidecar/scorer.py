@@ -2,8 +2,8 @@
 
 The gRPC server is a thin mapping from this module's results to protobufs, and
 a chain node may embed the same object directly (see from_environment), so an
-embedded scorer and a sidecar cannot disagree: both run validate -> the
-model's single inference thread -> scoring.evaluate.
+embedded scorer and a sidecar cannot disagree: both run validate -> one
+batch-1 model call under the model's lock -> scoring.evaluate.
 
 Loading refuses to return a scorer unless every start-up check passed: the
 determinism environment, the model hash (before TensorFlow is imported), the
@@ -11,7 +11,6 @@ model and TensorFlow versions, and every golden vector reproduced bit for bit,
 both through golden.check_all and through this module's own scoring path.
 """
 
-import concurrent.futures
 import dataclasses
 import os
 import re
@@ -165,24 +164,26 @@ class Scorer:
             raise UnknownVector(f"unknown test vector {name!r}; known: {', '.join(self._vectors)}") from None
 
     def score(self, values: Iterable[float] | np.ndarray, contributions: bool = False, deadline: float | None = None) -> Score:
-        """Validates, queues one batch-1 inference and scores it.
+        """Validates, runs one batch-1 inference and scores it.
 
-        `deadline` is a time.monotonic() instant bounding queueing + compute.
-        Raises FeatureError (bad input) or DeadlineExceeded.
+        `deadline` is a time.monotonic() instant bounding waiting for the model
+        plus compute. Raises FeatureError (bad input) or DeadlineExceeded.
         """
         arr = F.validate(values)
         timeout = None
         if deadline is not None:
             timeout = deadline - time.monotonic()
             if timeout <= 0:
-                raise DeadlineExceeded("deadline passed before inference was queued")
-        future = self._model.submit_infer(arr, contributions)
+                raise DeadlineExceeded("deadline passed before inference started")
         try:
-            out = future.result(timeout=timeout)
-        except concurrent.futures.TimeoutError:
-            # Still queued: drop it so a backlog of abandoned calls cannot build up.
-            future.cancel()
-            raise DeadlineExceeded(f"inference not finished within {duration.format_seconds(timeout)} (queueing + compute)") from None
+            out = self._model.run(arr, contributions, timeout)
+        except model_lib.Busy:
+            raise DeadlineExceeded(
+                f"inference not started within {duration.format_seconds(timeout)}: the model was busy with other calls"
+            ) from None
+        if deadline is not None and time.monotonic() > deadline:
+            # Nobody is waiting for a late answer; say so rather than send it.
+            raise DeadlineExceeded(f"inference finished after the {duration.format_seconds(timeout)} left for it")
         if contributions:
             raw, contrib = out
             return Score(scoring.evaluate(arr, raw), contrib)

@@ -77,7 +77,7 @@ def test_zero_groups_contribute_nothing(model, vectors):
 def test_concurrent_callers_get_identical_bits(model, vectors):
     jobs = [(v, c) for v in vectors for c in (False, True)] * 4
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(lambda job: model.submit_infer(job[0]["features"], job[1]).result(), jobs))
+        results = list(pool.map(lambda job: model.run(F.validate(job[0]["features"]), job[1]), jobs))
     for (v, contributions), result in zip(jobs, results):
         raw = result[0] if contributions else result
         assert hashing.float32_hex(raw) == v["raw_score_bits"], v["name"]
@@ -90,13 +90,44 @@ def test_result_types(model, vectors):
     assert model.metadata["model_hash"] == model.hash
 
 
-def test_invalid_features_raise_on_caller_thread(model):
+def test_invalid_features_are_refused(model):
     with pytest.raises(F.FeatureError, match="expected 768 features, got 3"):
-        model.submit_infer([1.0, 2.0, 3.0])
+        model.infer([1.0, 2.0, 3.0])
     bad = [0.0] * 768
     bad[17] = float("nan")
     with pytest.raises(F.FeatureError, match="feature 17 is NaN"):
         model.infer(bad)
+
+
+def test_direct_call_matches_signature_call(model, vectors):
+    # The serving path issues the signature's function op itself; it must
+    # agree with TF's public signature call bit for bit, beyond the golden set.
+    rng = np.random.default_rng(11)
+    base = np.asarray(vectors[0]["features"], dtype=np.float32)
+    inputs = [rng.standard_normal(F.FEATURE_DIM) for _ in range(20)]
+    inputs += [base + rng.normal(0, 1e-3, F.FEATURE_DIM) for _ in range(20)]
+    assert model.cross_check(inputs) == []
+
+
+def test_busy_model_times_out_then_serves(model, vectors):
+    arr = F.validate(vectors[0]["features"])
+    # Holding the lock stands in for a long call already running.
+    model._lock.acquire()  # pylint: disable=protected-access
+    try:
+        with pytest.raises(model_lib.Busy, match="busy"):
+            model.run(arr, True, timeout=0.05)
+    finally:
+        model._lock.release()  # pylint: disable=protected-access
+    assert hashing.float32_hex(model.run(arr, True, timeout=5.0)[0]) == vectors[0]["raw_score_bits"]
+
+
+def test_closed_model_refuses_calls(tmp_path, vectors):
+    m = model_lib.load_model(model_fixture.copy_model(str(tmp_path)))
+    arr = F.validate(vectors[0]["features"])
+    assert hashing.float32_hex(m.run(arr)) == vectors[0]["raw_score_bits"]
+    m.close()
+    with pytest.raises(model_lib.ModelError, match="closed"):
+        m.run(arr)
 
 
 # --- load_model refusals -----------------------------------------------------
