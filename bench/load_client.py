@@ -1,7 +1,8 @@
 """A separate client process driving ComputeScore at a fixed concurrency (grpc.aio).
 
-Prints one JSON object: calls, errors by status code, wall time, req/s and
-latency percentiles. Inputs cycle through the golden vectors; with
+Prints one JSON object: calls, errors by status code, wall time, req/s,
+latency percentiles and CPU time per call (this process; the server's with
+--server-pid). Inputs cycle through the golden vectors; with
 --check-bytes every response must equal the first response to the same input
 (compute_time_ms aside), which the load test and benchmarks use to prove that
 identical inputs give identical bytes under load.
@@ -61,11 +62,19 @@ async def run(a) -> dict:
         # Warm-up: connections and the server's thread pool.
         for _ in range(min(200, a.warmup)):
             await call(requests[0], timeout=a.timeout)
-        t0 = time.monotonic()
+        t0, own0 = time.monotonic(), time.process_time()
+        server0 = common.cpu_seconds(a.server_pid) if a.server_pid else 0.0
         await asyncio.gather(*(worker() for _ in range(a.concurrency)))
         wall = time.monotonic() - t0
+        own = time.process_time() - own0
+        server = common.cpu_seconds(a.server_pid) - server0 if a.server_pid else None
     out = {"concurrency": a.concurrency, "calls": len(lat) + sum(errors.values()), "ok": len(lat), "errors": errors,
            "wall_s": wall, "rps": len(lat) / wall if wall else 0.0, "mismatches": mismatches}
+    calls = max(1, out["calls"])
+    # CPU per call says what bounds the rate when the cores are saturated.
+    out["client_cpu_ms_per_call"] = own / calls * 1e3
+    if server is not None:
+        out["server_cpu_ms_per_call"] = server / calls * 1e3
     out.update(common.summary_ms(lat))
     return out
 
@@ -81,6 +90,7 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=10.0)
     p.add_argument("--contributions", action="store_true")
     p.add_argument("--check-bytes", action="store_true")
+    p.add_argument("--server-pid", type=int, default=0, help="also report the server's CPU time per call")
     print(json.dumps(asyncio.run(run(p.parse_args()))))
 
 

@@ -1,4 +1,4 @@
-"""Scrapes /metrics (and /health) as fast as it can from N threads until killed or --duration ends.
+"""Scrapes /metrics (and /health) from N threads, non-stop or at --rate, until killed or --duration ends.
 
 Prints {"scrapes": n, "failures": n} on exit; benchmarks run it next to a
 latency phase to see what abusive scraping costs the request path.
@@ -8,6 +8,7 @@ import argparse
 import json
 import signal
 import threading
+import time
 import urllib.request
 
 
@@ -16,6 +17,7 @@ def main() -> None:
     p.add_argument("--url", required=True, help="http://127.0.0.1:PORT")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--duration", type=float, default=600.0)
+    p.add_argument("--rate", type=float, default=0.0, help="scrapes per second per thread; 0: as fast as it can")
     a = p.parse_args()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -23,7 +25,13 @@ def main() -> None:
     lock = threading.Lock()
 
     def loop():
+        period = 1.0 / a.rate if a.rate > 0 else 0.0
+        next_at = time.monotonic()
         while not stop.is_set():
+            if period:
+                next_at += period
+                if stop.wait(max(0.0, next_at - time.monotonic())):
+                    break
             ok = True
             for path in ("/metrics", "/health"):
                 try:

@@ -4,19 +4,23 @@ bench/load_client.py (grpc.aio, one process) drives the sidecar and, as the
 baseline at each concurrency in the same run, bench/echo_server.py (same gRPC
 settings, no work). All calls ask for contributions, as the chain's client
 does; the sidecar's responses are checked byte for byte against the first
-response to the same input. A golden-vector check ends the run.
+response to the same input. Each row also reports the CPU time the server and
+the client spent per call: with every core busy, cores / (server + client CPU
+per call) bounds the rate. A golden-vector check ends the run.
 """
 
 import json
+import os
 import subprocess
 
 from bench import common
 from tests import sidecar_process
 
 
-def drive(target: str, model_path: str, c: int, duration: float, check: bool) -> dict:
+def drive(target: str, server_pid: int, model_path: str, c: int, duration: float, check: bool) -> dict:
     cmd = sidecar_process.python_command("bench.load_client") + [
-        f"--target={target}", f"--model-path={model_path}", f"--concurrency={c}", f"--duration={duration}",
+        f"--target={target}", f"--server-pid={server_pid}", f"--model-path={model_path}", f"--concurrency={c}",
+        f"--duration={duration}",
         "--contributions"] + (["--check-bytes"] if check else [])
     out = subprocess.run(cmd, env=sidecar_process.child_env(), capture_output=True, text=True, check=True, timeout=600)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -34,8 +38,8 @@ def main() -> None:
     results = {"echo": {}, "sidecar": {}}
     try:
         for c in levels:
-            results["echo"][c] = drive(echo.target, sidecar.model_path, c, args.duration, False)
-            results["sidecar"][c] = drive(sidecar.target, sidecar.model_path, c, args.duration, True)
+            results["echo"][c] = drive(echo.target, echo.proc.pid, sidecar.model_path, c, args.duration, False)
+            results["sidecar"][c] = drive(sidecar.target, sidecar.proc.pid, sidecar.model_path, c, args.duration, True)
             print(f"c={c}: sidecar {results['sidecar'][c]['rps']:.0f} req/s, echo {results['echo'][c]['rps']:.0f} req/s",
                   flush=True)
         common.golden_check(sidecar.target, sidecar.model_path)
@@ -47,10 +51,18 @@ def main() -> None:
     rows = []
     for c in levels:
         s, e = results["sidecar"][c], results["echo"][c]
-        rows.append([c, s["rps"], s["p50_ms"], s["p99_ms"], sum(s["errors"].values()), s["mismatches"], e["rps"],
-                     e["p99_ms"], s["rps"] / e["rps"]])
-    print(common.table(rows, ["c", "sidecar req/s", "p50 ms", "p99 ms", "errors", "byte mismatches", "echo req/s",
-                              "echo p99 ms", "sidecar/echo"]))
+        rows.append([c, s["rps"], s["p50_ms"], s["p99_ms"], sum(s["errors"].values()), s["mismatches"],
+                     s["server_cpu_ms_per_call"], s["client_cpu_ms_per_call"], e["rps"], e["p99_ms"],
+                     e["server_cpu_ms_per_call"], e["client_cpu_ms_per_call"], s["rps"] / e["rps"]])
+    print(common.table(rows, ["c", "sidecar req/s", "p50 ms", "p99 ms", "errors", "byte mismatches",
+                              "server CPU ms/call", "client CPU ms/call", "echo req/s", "echo p99 ms",
+                              "echo server CPU ms/call", "echo client CPU ms/call", "sidecar/echo"]))
+    # With the cores saturated, req/s <= cores / (server + client CPU per call).
+    cores = len(os.sched_getaffinity(0))
+    for c in levels:
+        s = results["sidecar"][c]
+        s["cpu_bound_rps"] = cores / ((s["server_cpu_ms_per_call"] + s["client_cpu_ms_per_call"]) / 1e3)
+        print(f"c={c}: {cores} cores / (server + client CPU per call) = {s['cpu_bound_rps']:.0f} req/s at most")
     s4 = results["sidecar"].get(4)
     targets = {}
     if s4:
