@@ -6,6 +6,7 @@ with the network never serves anything. SIGTERM/SIGINT flip health to
 NOT_SERVING, finish in-flight calls within --grace-period and exit 0.
 """
 
+import gc
 import re
 import signal
 import threading
@@ -98,6 +99,18 @@ def _grpc_address(text: str) -> str:
     return f"{host}:{port}"
 
 
+def _freeze_startup_heap() -> None:
+    # TensorFlow's import leaves ~320,000 objects that live as long as the
+    # process. Once enough new objects have survived, Python's full collection
+    # walks all of them (0.26 s here, holding the GIL, so every call in flight
+    # stalls). Frozen objects are never walked again.
+    t0 = time.monotonic()
+    gc.collect()
+    gc.freeze()
+    logging.info("froze %d start-up objects for the garbage collector (%.3fs)", gc.get_freeze_count(),
+                 time.monotonic() - t0)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -121,6 +134,7 @@ def main(argv):
         logging.error("refusing to start: %s", e)
         return 1
     logging.info("self-check passed: model %s hash %s", scorer.model_version, scorer.model_hash)
+    _freeze_startup_heap()
 
     metrics = metrics_lib.Metrics(scorer.model_version, scorer.model_hash)
     try:

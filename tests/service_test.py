@@ -11,6 +11,7 @@ import datetime
 import json
 import math
 import os
+import re
 import subprocess
 import threading
 
@@ -144,6 +145,14 @@ def test_health_after_inference_has_rfc3339_timestamp(stub, vectors):
     when = datetime.datetime.fromisoformat(ts.replace("Z", "+00:00"))
     assert when.utcoffset() == datetime.timedelta(0)
     assert before - datetime.timedelta(seconds=1) <= when <= datetime.datetime.now(datetime.timezone.utc)
+
+
+def test_startup_heap_is_frozen_before_serving(sidecar):
+    # Otherwise a full collection would walk TensorFlow's objects mid-request.
+    log = sidecar.log()
+    m = re.search(r"froze (\d+) start-up objects for the garbage collector", log)
+    assert m and int(m.group(1)) > 100_000, log
+    assert log.index(m.group(0)) < log.index("SERVING inference.v1")
 
 
 def test_grpc_health_serving(channel):
