@@ -154,6 +154,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU time so far by kind of thread: TensorFlow's inter-op pool (tf_*),
+    gRPC's C-core event engine, and every Python-created thread together
+    (gRPC's poller and workers, the metrics server), which share the GIL."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", encoding="ascii", errors="replace") as f:
+                stat = f.read()
+        except OSError:  # the thread ended
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        kind = "TensorFlow" if comm.startswith("tf_") else "gRPC C-core" if comm == "event_engine" else "Python"
+        out[kind] = out.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def rss_kb(pid: int) -> dict:
     """VmRSS and VmHWM (peak) of a process, in kB."""
     out = {}

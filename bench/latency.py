@@ -164,6 +164,7 @@ def main() -> None:
     configs += [(name, "sidecar", contrib) for name in scrape_rates]
     lat: dict[str, list[float]] = {name: [] for name, _, _ in configs}
     server_cpu = {name: 0.0 for name, _, _ in configs}
+    by_thread = {name: {} for name, _, _ in configs}
     scrapes = {name: {"scrapes": 0, "failures": 0} for name in scrape_rates}
     try:
         for name, server, req in configs:
@@ -178,9 +179,11 @@ def main() -> None:
                         + [f"--url={sidecar.metrics_url}", f"--rate={scrape_rates[name]}"],
                         env=sidecar_process.child_env(), stdout=subprocess.PIPE, text=True)
                     time.sleep(0.5)
-                cpu0 = common.cpu_seconds(pids[server])
+                cpu0, threads0 = common.cpu_seconds(pids[server]), common.thread_cpu_seconds(pids[server])
                 lat[name] += measure(stubs[server], req, per_round)
                 server_cpu[name] += common.cpu_seconds(pids[server]) - cpu0
+                for kind, t in common.thread_cpu_seconds(pids[server]).items():
+                    by_thread[name][kind] = by_thread[name].get(kind, 0.0) + t - threads0.get(kind, 0.0)
                 if scraper:
                     scraper.terminate()
                     counts = json.loads(scraper.communicate(timeout=30)[0])
@@ -202,6 +205,7 @@ def main() -> None:
     stats = {name: common.summary_ms(v) for name, v in lat.items()}
     for name, cpu in server_cpu.items():
         stats[name]["server_cpu_ms_per_call"] = cpu / len(lat[name]) * 1e3
+        stats[name]["server_cpu_ms_per_call_by_thread"] = {k: t / len(lat[name]) * 1e3 for k, t in by_thread[name].items()}
     e, s, sc_ = stats["echo"], stats["sidecar"], stats["sidecar+contrib"]
     naive = stats["naive model.predict"]
     ratios = {
@@ -241,6 +245,9 @@ def main() -> None:
         print(f"{k:50s} {v:8.3f}")
     for k, v in targets.items():
         print(f"{'MET ' if v else 'MISS'} {k}")
+    for name in server_cpu:
+        parts = ", ".join(f"{k} {v:.3f}" for k, v in sorted(stats[name]["server_cpu_ms_per_call_by_thread"].items()))
+        print(f"server CPU ms/call by thread, {name}: {parts}")
     print(f"scrapes during the scrape phase: {scrapes}")
     print(profile)
 
