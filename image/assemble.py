@@ -28,6 +28,11 @@ import tarfile
 import tempfile
 import zipfile
 
+# third_party/debian/deb.py reads .debs for the Python toolchain's root too;
+# this script runs on its own (Bazel, Nix, tests), so it finds it by path.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "third_party", "debian"))
+import deb as deb_lib  # noqa: E402  pylint: disable=wrong-import-position
+
 LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar"
 CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -206,37 +211,15 @@ def write_layer(layer, epoch, blobs):
 
 # --- sources ------------------------------------------------------------------
 
-def ar_members(data):
-    """Yields (name, bytes) of an `ar` archive (the .deb container)."""
-    if data[:8] != b"!<arch>\n":
-        raise SpecError("not an ar archive")
-    pos = 8
-    while pos + 60 <= len(data):
-        header = data[pos:pos + 60]
-        if header[58:60] != b"`\n":
-            raise SpecError(f"bad ar member header at offset {pos}")
-        name = header[0:16].decode("ascii").rstrip(" ").rstrip("/")
-        size = int(header[48:58].decode("ascii").strip())
-        pos += 60
-        yield name, data[pos:pos + size]
-        pos += size + (size & 1)
-
-
 def deb_members(deb_path):
     """Yields (path, kind, mode, payload) of a .deb's data.tar; payload = bytes / link target.
     Hard links come out as regular files with their target's bytes."""
-    with open(deb_path, "rb") as f:
-        blob = f.read()
-    tar_bytes = None
-    for name, body in ar_members(blob):
-        if name.startswith("data.tar"):
-            if name.endswith(".zst"):
-                raise SpecError(f"{deb_path}: {name}: zstd is not supported (Debian 12 uses xz)")
-            tar_bytes = body
-    if tar_bytes is None:
-        raise SpecError(f"{deb_path}: no data.tar member")
+    try:
+        tar = deb_lib.data_tar(deb_path)
+    except deb_lib.DebError as e:
+        raise SpecError(str(e)) from None
     files = {}
-    with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r:*") as tar:
+    with tar:
         for m in tar:
             path = clean_path(m.name, deb_path)
             if m.isdir():

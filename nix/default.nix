@@ -95,6 +95,7 @@ let
   imageSource = sourceSubset "veid-image-src" (rel: type:
     builtins.elem rel [
       "image" "image/build.py" "image/assemble.py" "image/image.json"
+      "third_party" "third_party/debian" "third_party/debian/deb.py"
       "sidecar" "models" "models/trust_score"
     ]
     || hasPrefix "models/trust_score/" rel

@@ -21,6 +21,9 @@ exports_files(["root_path.txt"])
 
 def _debian_packages_impl(rctx):
     rctx.report_progress("fetching and verifying the .debs of {}".format(rctx.attr.lock))
+
+    # fetch.py imports deb.py beside it; naming it here re-runs the rule when it changes.
+    rctx.path(rctx.attr._deb)
     result = rctx.execute(
         [
             BOOTSTRAP_INTERPRETER,
@@ -45,6 +48,7 @@ debian_packages = repository_rule(
     implementation = _debian_packages_impl,
     attrs = {
         "lock": attr.label(allow_single_file = True, mandatory = True),
+        "_deb": attr.label(default = "//third_party/debian:deb.py"),
         "_fetch": attr.label(default = "//third_party/debian:fetch.py"),
     },
     environ = ["VEID_DEB_CACHE"],

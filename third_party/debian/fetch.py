@@ -19,18 +19,20 @@ Stdlib only (Python 3.11).
 
 import argparse
 import hashlib
-import io
 import json
 import os
 import posixpath
 import shutil
 import sys
-import tarfile
 import tempfile
 import urllib.error
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# deb.py beside this script; PYTHONSAFEPATH (set for Bazel) keeps it off sys.path.
+sys.path.insert(0, HERE)
+import deb as deb_lib  # noqa: E402  pylint: disable=wrong-import-position
+
 DEFAULT_LOCK = os.path.join(HERE, "packages.lock.json")
 REFRESH = "refresh the lock with `apt-get update && python3 tools/debian_lock.py` and commit it"
 
@@ -109,40 +111,10 @@ def ensure(entry, root=None, timeout=60):
     raise FetchError(f"{label}: cannot download it ({'; '.join(errors)}); {REFRESH}")
 
 
-# --- .deb reading -----------------------------------------------------------
-
-def ar_members(data):
-    """Yields (name, bytes) of a System V/GNU `ar` archive (the .deb container)."""
-    if data[:8] != b"!<arch>\n":
-        raise ValueError("not an ar archive")
-    pos = 8
-    while pos + 60 <= len(data):
-        header = data[pos:pos + 60]
-        if header[58:60] != b"`\n":
-            raise ValueError(f"bad ar member header at offset {pos}")
-        name = header[0:16].decode("ascii").rstrip(" ").rstrip("/")
-        size = int(header[48:58].decode("ascii").strip())
-        pos += 60
-        yield name, data[pos:pos + size]
-        pos += size + (size & 1)
-
-
-def deb_data_tar(path):
-    """Returns an open tarfile of the .deb's data.tar.{xz,gz,bz2,} (zstd is not in the stdlib)."""
-    with open(path, "rb") as f:
-        data = f.read()
-    for name, body in ar_members(data):
-        if name.startswith("data.tar"):
-            if name.endswith(".zst"):
-                raise FetchError(f"{path}: {name} is zstd-compressed, which this reader does not support")
-            return tarfile.open(fileobj=io.BytesIO(body), mode="r:*")
-    raise FetchError(f"{path}: no data.tar member")
-
-
 def extract(deb, root):
     """Unpacks a .deb's data.tar under root (no maintainer scripts, no ownership)."""
     root = os.path.abspath(root)
-    with deb_data_tar(deb) as tar:
+    with deb_lib.data_tar(deb) as tar:
         for m in tar:
             rel = posixpath.normpath(m.name)
             if rel == ".":
@@ -182,7 +154,7 @@ def main(argv=None):
         if args.extract:
             for p in paths:
                 extract(p, args.extract)
-    except FetchError as e:
+    except (FetchError, deb_lib.DebError) as e:
         print(f"fetch.py: {e}", file=sys.stderr)
         return 1
     for p in paths:

@@ -1,0 +1,46 @@
+"""Reads a Debian package (.deb) with the standard library only.
+
+A .deb is an `ar` archive whose data.tar.{xz,gz,bz2,} member holds the files.
+Used by fetch.py (unpacking the Python toolchain's root) and by
+image/assemble.py (the image's Debian layer), so both read packages the same
+way. Neither runs maintainer scripts.
+"""
+
+import io
+import tarfile
+
+
+class DebError(ValueError):
+    """Not a .deb this reader can read."""
+
+
+def ar_members(data: bytes):
+    """Yields (name, bytes) of a System V/GNU `ar` archive."""
+    if data[:8] != b"!<arch>\n":
+        raise DebError("not an ar archive")
+    pos = 8
+    while pos + 60 <= len(data):
+        header = data[pos:pos + 60]
+        if header[58:60] != b"`\n":
+            raise DebError(f"bad ar member header at offset {pos}")
+        name = header[0:16].decode("ascii").rstrip(" ").rstrip("/")
+        size = int(header[48:58].decode("ascii").strip())
+        pos += 60
+        yield name, data[pos:pos + size]
+        pos += size + (size & 1)
+
+
+def data_tar(path: str) -> tarfile.TarFile:
+    """An open tarfile of the package's data.tar (zstd, which the stdlib lacks, is refused)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        for name, body in ar_members(data):
+            if name.startswith("data.tar"):
+                if name.endswith(".zst"):
+                    raise DebError(f"{name} is zstd-compressed, which this reader does not support "
+                                   "(Debian 12 packages use xz)")
+                return tarfile.open(fileobj=io.BytesIO(body), mode="r:*")
+    except DebError as e:
+        raise DebError(f"{path}: {e}") from None
+    raise DebError(f"{path}: no data.tar member")
