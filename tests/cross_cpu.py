@@ -3,8 +3,8 @@
 Validators run on whatever x86-64 CPUs they own, and TensorFlow's CPU kernels
 (oneDNN's sgemm, picked by CPUID) compute batches > 1 differently per
 instruction set and per vendor. This module runs the sidecar's own inference
-path (sidecar.scorer.Scorer: start-up checks, then validate -> the model's
-single inference thread -> scoring.evaluate) natively and under QEMU
+path (sidecar.scorer.Scorer: start-up checks, then validate -> one batch-1
+model call under the model's lock -> scoring.evaluate) natively and under QEMU
 user-mode emulation of other CPUs (`qemu-x86_64 -cpu Haswell`, ...), over
 every golden vector and RANDOM_VECTORS random feature vectors, and compares
 exact hashes of every output bit. Each CPU model is one emulated process
