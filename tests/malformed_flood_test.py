@@ -16,7 +16,6 @@ import grpc
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
-from prometheus_client.parser import text_string_to_metric_families
 
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
@@ -49,15 +48,6 @@ def channel(sidecar):
 @pytest.fixture(scope="module")
 def stub(channel):
     return pb_grpc.InferenceServiceStub(channel)
-
-
-def error_count(sidecar) -> float:
-    body = sidecar_process.http_get(sidecar.metrics_url + "/metrics")[2].decode()
-    for fam in text_string_to_metric_families(body):
-        for s in fam.samples:
-            if s.name == "veid_inference_total" and s.labels == {"status": "error"}:
-                return s.value
-    return 0.0
 
 
 # -- structured cases (hypothesis) -----------------------------------------------------
@@ -103,7 +93,7 @@ def test_structured_invalid_requests_get_invalid_argument(stub, features, contri
 def test_errors_were_counted(sidecar):
     # Runs after the hypothesis test (file order): every one of its calls reached the handler.
     assert len(INVALID_STRUCTURED) >= 400
-    assert error_count(sidecar) == len(INVALID_STRUCTURED)
+    assert sidecar.inference_errors() == len(INVALID_STRUCTURED)
 
 
 # -- the flood ---------------------------------------------------------------------------
@@ -142,7 +132,7 @@ def _flood_calls(channel, rng: random.Random, stub):
 
 def test_flood(sidecar, channel, stub):
     rng = random.Random(1234)
-    before = error_count(sidecar)
+    before = sidecar.inference_errors()
     counts: dict[tuple[str, str], int] = {}
     window = []
     sent = 0
@@ -173,7 +163,7 @@ def test_flood(sidecar, channel, stub):
     assert sidecar.proc.poll() is None, sidecar.log()
     # "empty" and "nan" always reach the handler; the others may or may not.
     reached = sum(n for (k, _), n in counts.items() if k in ("empty", "nan"))
-    assert error_count(sidecar) - before >= reached
+    assert sidecar.inference_errors() - before >= reached
 
 
 @pytest.mark.parametrize("size", [MAX_MESSAGE - 64, MAX_MESSAGE + 64])
@@ -197,7 +187,7 @@ def test_golden_vectors_still_exact_afterwards(sidecar, stub):
         assert hashing.float32_hex(r.raw_score) == v["raw_score_bits"]
         assert {k: hashing.float32_hex(x) for k, x in r.feature_contributions.items()} == v["contribution_bits"]
     m = stub.GetMetrics(pb.GetMetricsRequest(), timeout=30)
-    assert m.failed_inferences == error_count(sidecar) > 0
+    assert m.failed_inferences == sidecar.inference_errors() > 0
 
 
 if __name__ == "__main__":

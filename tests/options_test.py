@@ -11,7 +11,6 @@ import pytest
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 from grpc_reflection.v1alpha import reflection_pb2_grpc
-from prometheus_client.parser import text_string_to_metric_families
 
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
@@ -43,19 +42,10 @@ def test_reflection_lists_services(channel):
     assert {sidecar_process.SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name} <= services
 
 
-def error_count(sidecar) -> float:
-    body = sidecar_process.http_get(sidecar.metrics_url + "/metrics")[2].decode()
-    for family in text_string_to_metric_families(body):
-        for s in family.samples:
-            if s.name == "veid_inference_total" and s.labels == {"status": "error"}:
-                return s.value
-    raise AssertionError("no veid_inference_total{status=error}")
-
-
 def test_timeout_is_deadline_exceeded_and_counted(sidecar, channel):
     stub = pb_grpc.InferenceServiceStub(channel)
     features = golden.load_vectors(sidecar.model_path)[0]["features"]
-    before, errors_before = stub.GetMetrics(pb.GetMetricsRequest()), error_count(sidecar)
+    before, errors_before = stub.GetMetrics(pb.GetMetricsRequest()), sidecar.inference_errors()
     for contributions in (False, True):
         with pytest.raises(grpc.RpcError) as info:
             stub.ComputeScore(pb.ComputeScoreRequest(features=features, return_contributions=contributions))
@@ -64,7 +54,7 @@ def test_timeout_is_deadline_exceeded_and_counted(sidecar, channel):
     after = stub.GetMetrics(pb.GetMetricsRequest())
     assert after.failed_inferences - before.failed_inferences == 2
     assert after.successful_inferences == before.successful_inferences == 0
-    assert error_count(sidecar) - errors_before == 2
+    assert sidecar.inference_errors() - errors_before == 2
     sidecar.wait_for_log("ComputeScore rejected with DEADLINE_EXCEEDED")
 
     with pytest.raises(grpc.RpcError) as info:

@@ -23,7 +23,6 @@ from grpc_health.v1 import health_pb2
 from grpc_health.v1 import health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 from grpc_reflection.v1alpha import reflection_pb2_grpc
-from prometheus_client.parser import text_string_to_metric_families
 
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
@@ -90,12 +89,6 @@ def rpc_error(fn, *args, **kwargs) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as info:
         fn(*args, **kwargs)
     return info.value
-
-
-def scrape(sidecar) -> dict:
-    status, ctype, body = sidecar_process.http_get(sidecar.metrics_url + "/metrics")
-    assert status == 200 and ctype.startswith("text/plain"), (status, ctype)
-    return {f.name: f for f in text_string_to_metric_families(body.decode())}
 
 
 def sample(families, family, sample_name, **labels) -> float:
@@ -359,7 +352,7 @@ def test_verify_bad_requests(stub, request_kwargs, code, fragment):
 
 
 def test_metrics_move_with_successes_and_errors(stub, sidecar, vectors, metadata):
-    m0, p0 = stub.GetMetrics(pb.GetMetricsRequest()), scrape(sidecar)
+    m0, p0 = stub.GetMetrics(pb.GetMetricsRequest()), sidecar.metrics()
     for v in vectors[:3]:
         stub.ComputeScore(pb.ComputeScoreRequest(features=v["features"]))
     for values in ([], [math.nan] * 768):
@@ -367,7 +360,7 @@ def test_metrics_move_with_successes_and_errors(stub, sidecar, vectors, metadata
     # Not inferences: must not move the counters.
     stub.GetModelInfo(pb.GetModelInfoRequest())
     stub.HealthCheck(pb.HealthCheckRequest())
-    m1, p1 = stub.GetMetrics(pb.GetMetricsRequest()), scrape(sidecar)
+    m1, p1 = stub.GetMetrics(pb.GetMetricsRequest()), sidecar.metrics()
 
     assert m1.successful_inferences - m0.successful_inferences == 3
     assert m1.failed_inferences - m0.failed_inferences == 2

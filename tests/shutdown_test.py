@@ -14,7 +14,6 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 from grpc_health.v1 import health_pb2_grpc
-from prometheus_client.parser import text_string_to_metric_families
 
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
@@ -28,12 +27,6 @@ LATENCY_S = 2.0
 WORKERS = 48
 
 
-def healthy_gauge(sidecar) -> float:
-    body = sidecar_process.http_get(sidecar.metrics_url + "/metrics")[2].decode()
-    (fam,) = [f for f in text_string_to_metric_families(body) if f.name == "veid_inference_sidecar_healthy"]
-    return fam.samples[0].value
-
-
 def test_sigterm_drains_in_flight_calls():
     # SIGINT goes through the same handler; a second TF process just for it is not worth it.
     sig = signal.SIGTERM
@@ -44,7 +37,7 @@ def test_sigterm_drains_in_flight_calls():
         with s.channel() as ch:
             stub = pb_grpc.InferenceServiceStub(ch)
             health = health_pb2_grpc.HealthStub(ch)
-            assert healthy_gauge(s) == 1
+            assert s.sample("veid_inference_sidecar_healthy") == 1
             assert sidecar_process.http_get(s.metrics_url + "/health")[0] == 200
 
             watch = health.Watch(health_pb2.HealthCheckRequest(service=sidecar_process.SERVICE_NAME))
@@ -63,7 +56,7 @@ def test_sigterm_drains_in_flight_calls():
             # Health goes first, everywhere, while the calls are still running.
             s.wait_for_log("refusing new calls")
             assert sidecar_process.http_get(s.metrics_url + "/health")[0] == 503
-            assert healthy_gauge(s) == 0
+            assert s.sample("veid_inference_sidecar_healthy") == 0
             watcher.join(5)
             assert updates and updates[-1] == health_pb2.HealthCheckResponse.NOT_SERVING
             watch.cancel()

@@ -19,6 +19,7 @@ import urllib.request
 import grpc
 from grpc_health.v1 import health_pb2
 from grpc_health.v1 import health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar import determinism
 from tests import model_fixture
@@ -113,6 +114,24 @@ class Sidecar:
 
     def channel(self) -> grpc.Channel:
         return grpc.insecure_channel(self.target)
+
+    def metrics(self) -> dict:
+        """/metrics, parsed: {family name: prometheus_client Metric}; must be a 200 text page."""
+        status, ctype, body = http_get(self.metrics_url + "/metrics")
+        assert status == 200 and ctype.startswith("text/plain"), (status, ctype)
+        return {f.name: f for f in text_string_to_metric_families(body.decode())}
+
+    def sample(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """The value of one sample on /metrics; AssertionError if it is not there."""
+        for family in self.metrics().values():
+            for s in family.samples:
+                if s.name == name and s.labels == (labels or {}):
+                    return s.value
+        raise AssertionError(f"no sample {name}{labels or ''} on /metrics")
+
+    def inference_errors(self) -> float:
+        """Failed ComputeScore calls as /metrics counts them."""
+        return self.sample("veid_inference_total", {"status": "error"})
 
     def wait_serving(self, timeout: float = START_TIMEOUT_S, poll_s: float = 0.2) -> None:
         end = time.monotonic() + timeout
