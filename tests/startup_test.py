@@ -84,6 +84,16 @@ def test_metadata_with_other_determinism_settings(model_copy):
     assert_refused(run(model_path=model_copy), "determinism settings", "'seed': 7")
 
 
+def rehash(model_path: str) -> None:
+    """Re-records the model hash in export_metadata.json, so the edited directory is consistent."""
+    meta_path = os.path.join(model_path, hashing.METADATA_FILE)
+    with open(meta_path, encoding="utf-8") as f:
+        meta = json.load(f)
+    meta["model_hash"] = hashing.model_hash(model_path)
+    with open(meta_path, "w", encoding="utf-8") as f:
+        json.dump(meta, f)
+
+
 def test_failed_golden_self_check_is_fatal_and_nothing_listens(model_copy):
     # A consistent but wrong model directory: one expected hash changed and the
     # model hash recomputed, so only the self-check can catch it.
@@ -94,12 +104,7 @@ def test_failed_golden_self_check_is_fatal_and_nothing_listens(model_copy):
     doc["vectors"][0]["output_hash"] = "0" * 64
     with open(golden_path, "w", encoding="utf-8") as f:
         json.dump(doc, f)
-    meta_path = os.path.join(model_copy, hashing.METADATA_FILE)
-    with open(meta_path, encoding="utf-8") as f:
-        meta = json.load(f)
-    meta["model_hash"] = hashing.model_hash(model_copy)
-    with open(meta_path, "w", encoding="utf-8") as f:
-        json.dump(meta, f)
+    rehash(model_copy)
 
     s = sidecar_process.Sidecar(model_path=model_copy)
     try:
@@ -122,15 +127,6 @@ def test_failed_golden_self_check_is_fatal_and_nothing_listens(model_copy):
 # before TensorFlow sees a byte) and "consistent" (export_metadata.json
 # re-hashed, as a careless operator or an attacker would), so that the loader's
 # own errors are exercised too.
-
-
-def rehash(model_path: str) -> None:
-    meta_path = os.path.join(model_path, hashing.METADATA_FILE)
-    with open(meta_path, encoding="utf-8") as f:
-        meta = json.load(f)
-    meta["model_hash"] = hashing.model_hash(model_path)
-    with open(meta_path, "w", encoding="utf-8") as f:
-        json.dump(meta, f)
 
 
 def _remove_variables(model_path):
