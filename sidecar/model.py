@@ -147,8 +147,9 @@ class _DirectCall:
 
     def __call__(self, values: np.ndarray) -> list[np.ndarray]:
         ctx = self._ctx
-        x = self._tensor(values.reshape(1, F.FEATURE_DIM), ctx.device_name, self._float32)
-        out = self._execute(ctx._handle, ctx.device_name, self._name, [x] + self._captures, self._attrs, self._outputs)  # pylint: disable=protected-access
+        device = ctx.device_name  # a thread-local lookup; read once
+        x = self._tensor(values.reshape(1, F.FEATURE_DIM), device, self._float32)
+        out = self._execute(ctx._handle, device, self._name, [x] + self._captures, self._attrs, self._outputs)  # pylint: disable=protected-access
         return [out[i].numpy() for i in self._order]
 
 
@@ -172,6 +173,11 @@ def _forwarded_call(fdef) -> tuple[str, int, list[int]] | None:
             return None
         inner.append(int(node.input[0][len(prefix):]))
     return call.attr["f"].func.name, len(call.attr["Tout"].list.type), inner
+
+
+def _with_contributions(raw: np.float32, group_scores: np.ndarray) -> tuple[np.float32, dict[str, np.float32]]:
+    """(raw, {group: raw - the score with that group zeroed}), groups in F.GROUP_NAMES order."""
+    return raw, {name: np.float32(raw - group_scores[i]) for i, name in enumerate(F.GROUP_NAMES)}
 
 
 class TrustModel:
@@ -214,9 +220,7 @@ class TrustModel:
             raw, without = self._fast_contributions(arr)
         finally:
             self._lock.release()
-        raw = raw[0, 0]
-        without = without[0]
-        return raw, {name: np.float32(raw - without[i]) for i, name in enumerate(F.GROUP_NAMES)}
+        return _with_contributions(raw[0, 0], without[0])
 
     def run_reference(self, arr: np.ndarray, contributions: bool = False):
         """run() through TF's public signature call (slower; for cross-checks and benchmarks)."""
@@ -228,9 +232,7 @@ class TrustModel:
             out = self._contributions(features=x)
         finally:
             self._lock.release()
-        raw = out[OUTPUT_NAME].numpy()[0, 0]
-        without = out[GROUP_SCORES_NAME].numpy()[0]
-        return raw, {name: np.float32(raw - without[i]) for i, name in enumerate(F.GROUP_NAMES)}
+        return _with_contributions(out[OUTPUT_NAME].numpy()[0, 0], out[GROUP_SCORES_NAME].numpy()[0])
 
     def _acquire(self, timeout: float | None) -> None:
         if not self._lock.acquire(timeout=-1 if timeout is None else max(timeout, 0.0)):

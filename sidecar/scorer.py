@@ -40,6 +40,8 @@ def workspace_path(path: str) -> str:
     operator; they mean the workspace they ran Bazel in.
     """
     return os.path.join(os.environ.get("BUILD_WORKSPACE_DIRECTORY", ""), path)
+
+
 DEFAULT_VECTOR = "high_quality_verification"
 
 ENV_USE_TENSORFLOW = "VEID_USE_TENSORFLOW"
