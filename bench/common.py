@@ -147,11 +147,18 @@ class Echo:
                 self.proc.wait()
 
 
+def _stat_cpu(path: str) -> tuple[str, float]:
+    """(command name, user + system CPU seconds) from a /proc .../stat file."""
+    with open(path, encoding="ascii", errors="replace") as f:
+        stat = f.read()
+    # The name is in parentheses and may itself contain spaces or ")".
+    fields = stat.rsplit(")", 1)[1].split()
+    return stat[stat.index("(") + 1:stat.rindex(")")], (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (all its threads)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time a process has used so far (all its threads, also ended ones)."""
+    return _stat_cpu(f"/proc/{pid}/stat")[1]
 
 
 def thread_cpu_seconds(pid: int) -> dict[str, float]:
@@ -159,17 +166,13 @@ def thread_cpu_seconds(pid: int) -> dict[str, float]:
     gRPC's C-core event engine, and every Python-created thread together
     (gRPC's poller and workers, the metrics server), which share the GIL."""
     out: dict[str, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/{pid}/task/{tid}/stat", encoding="ascii", errors="replace") as f:
-                stat = f.read()
+            comm, seconds = _stat_cpu(f"/proc/{pid}/task/{tid}/stat")
         except OSError:  # the thread ended
             continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat.rsplit(")", 1)[1].split()
         kind = "TensorFlow" if comm.startswith("tf_") else "gRPC C-core" if comm == "event_engine" else "Python"
-        out[kind] = out.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        out[kind] = out.get(kind, 0.0) + seconds
     return out
 
 
