@@ -45,6 +45,7 @@ import numpy as np
 from sidecar import determinism
 from sidecar import features as F
 from sidecar import hashing
+from sidecar import scorer as scorer_lib  # TensorFlow only once a scorer loads
 from tests import model_fixture
 
 QEMU = "qemu-x86_64"
@@ -196,8 +197,6 @@ def digest(obj: Any) -> str:
 
 def worker(model_path: str, inputs_path: str) -> dict[str, Any]:
     """Loads the scorer (all start-up checks) and scores every vector two ways."""
-    from sidecar import scorer as scorer_lib  # pylint: disable=import-outside-toplevel
-
     t0 = time.monotonic()
     cpu = cpuid_info()
     scorer = scorer_lib.Scorer.load(model_path)
@@ -594,10 +593,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{QEMU} not found: install qemu-user (Debian/Ubuntu) or run with --native_only", file=sys.stderr)
         return 2
     workdir = tempfile.mkdtemp(prefix="cross-cpu-", dir=os.environ.get("TEST_TMPDIR"))
-    src = args.model_path
-    if src and os.environ.get("BUILD_WORKSPACE_DIRECTORY") and not os.path.isabs(src):
-        src = os.path.join(os.environ["BUILD_WORKSPACE_DIRECTORY"], src)
-    model_path = model_fixture.copy_model(workdir, src) if src else model_fixture.copy_model(workdir)
+    src = scorer_lib.workspace_path(args.model_path) if args.model_path else model_fixture.MODEL_SRC
+    model_path = model_fixture.copy_model(workdir, src)
     t0 = time.monotonic()
     runs = run_all(cpus, model_path, workdir, args.random_vectors)
     reference = load_reference()
@@ -618,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
                 ok = False
                 print(f"\n{run.label} differs from native:\n  " + "\n  ".join(differences(native, run.result)))
         if args.write_reference:
-            path = os.path.join(os.environ.get("BUILD_WORKSPACE_DIRECTORY", ""), "tests", "cross_cpu_reference.json")
+            path = scorer_lib.workspace_path(os.path.join("tests", "cross_cpu_reference.json"))
             with open(path, "w", encoding="utf-8") as f:
                 json.dump(reference_of(native), f, indent=2, sort_keys=True)
                 f.write("\n")
