@@ -27,6 +27,7 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+import zlib
 
 # third_party/debian/deb.py reads .debs for the Python toolchain's root too;
 # this script runs on its own (Bazel, Nix, tests), so it finds it by path.
@@ -34,6 +35,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import deb as deb_lib  # noqa: E402  pylint: disable=wrong-import-position
 
 LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar"
+GZIP_LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
 CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
@@ -100,8 +102,9 @@ class Entry:
 
 
 class Layer:
-    def __init__(self, name):
+    def __init__(self, name, exclude=(), include=()):
         self.name = name
+        self.exclude, self.include = list(exclude), list(include)
         self.entries = {}  # path -> Entry
 
     def _parents(self, path, origin):
@@ -118,7 +121,7 @@ class Layer:
     def add(self, entry):
         if not entry.path:
             return  # the root directory itself is never an entry
-        if is_bytecode(entry.path):
+        if is_bytecode(entry.path) or excluded(entry.path, self.exclude, self.include):
             return
         self._parents(entry.path, entry.origin)
         old = self.entries.get(entry.path)
@@ -179,12 +182,51 @@ class HashingReader:
         return b
 
 
-def write_layer(layer, epoch, blobs):
-    """Writes layer as an uncompressed tar blob; returns (digest, size)."""
+class GzipWriter:
+    """A gzip member written with this interpreter's zlib at a fixed level: a
+    header with no name, mtime 0, XFL 0 and OS 255 (unknown), so the bytes
+    depend only on the input, the level and the zlib build (checked against
+    the spec by `check_zlib`)."""
+
+    HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+    def __init__(self, f, level):
+        self.f, self.crc, self.n = f, 0, 0
+        self.z = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS, 8, zlib.Z_DEFAULT_STRATEGY)
+        f.write(self.HEADER)
+
+    def write(self, b):
+        self.crc = zlib.crc32(b, self.crc)
+        self.n += len(b)
+        self.f.write(self.z.compress(b))
+        return len(b)
+
+    def close(self):
+        self.f.write(self.z.flush(zlib.Z_FINISH))
+        self.f.write((self.crc & 0xFFFFFFFF).to_bytes(4, "little") + (self.n & 0xFFFFFFFF).to_bytes(4, "little"))
+
+
+def check_zlib(gzip):
+    """Deflate output is only fixed for one zlib: refuse any other than the
+    pinned one rather than build a different digest."""
+    level, version = gzip.get("level"), gzip.get("zlib")
+    if not isinstance(level, int) or isinstance(level, bool) or not 0 <= level <= 9:
+        raise SpecError(f"gzip: level must be an integer 0-9, not {level!r}")
+    if zlib.ZLIB_RUNTIME_VERSION != version:
+        raise SpecError(f"gzip: this interpreter's zlib is {zlib.ZLIB_RUNTIME_VERSION}, the spec pins {version!r}: "
+                        "build with the pinned Python (its own loader and libz), or the layer bytes would differ")
+    return level
+
+
+def write_layer(layer, epoch, blobs, gzip_level=None):
+    """Writes layer as a tar blob, gzipped when `gzip_level` is given.
+    Returns (diff_id, blob digest, tar size, blob size)."""
     fd, tmp = tempfile.mkstemp(dir=blobs, prefix=".layer-")
     try:
         with os.fdopen(fd, "wb") as raw:
-            out = HashingWriter(raw)
+            blob = HashingWriter(raw)
+            gz = GzipWriter(blob, gzip_level) if gzip_level is not None else None
+            out = HashingWriter(gz or blob)
             with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8",
                               errors="strict") as tar:
                 for path in sorted(layer.entries, key=lambda p: p.encode("utf-8", "surrogateescape")):
@@ -200,9 +242,10 @@ def write_layer(layer, epoch, blobs):
                             raise SpecError(f"{entry.origin}: grew while the layer was written")
                     if entry.record and reader.h.hexdigest() != entry.record:
                         raise SpecError(f"{entry.origin}: content does not match the hash in its RECORD")
-        digest = "sha256:" + out.h.hexdigest()
-        os.replace(tmp, os.path.join(blobs, out.h.hexdigest()))
-        return digest, out.n
+            if gz:
+                gz.close()
+        os.replace(tmp, os.path.join(blobs, blob.h.hexdigest()))
+        return "sha256:" + out.h.hexdigest(), "sha256:" + blob.h.hexdigest(), out.n, blob.n
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -247,12 +290,10 @@ def excluded(path, exclude, include):
                for i in range(1, len(parts) + 1) for pat in exclude)
 
 
-def add_debs(layer, debs, exclude, include):
+def add_debs(layer, debs):
     for deb in debs:
         origin = os.path.basename(deb)
         for path, kind, mode, payload in deb_members(deb):
-            if not path or excluded(path, exclude, include):
-                continue
             if kind == "dir":
                 layer.add(Entry(path, "dir", origin=origin))
             elif kind == "symlink":
@@ -400,7 +441,8 @@ def add_file(layer, src, dest, what, mode=None):
 
 def build_layer(spec, index):
     name = spec.get("name") or f"layer{index}"
-    layer = Layer(name)
+    # `exclude`/`include` apply to whatever the layer's sources put in it.
+    layer = Layer(name, spec.get("exclude", []), spec.get("include", []))
     known = {"name", "debs", "exclude", "include", "generated", "ca_certificates_deb", "wheels", "site_packages",
              "scripts", "data_prefix", "python", "files", "file_mode", "dir", "dirs", "symlinks", "empty_dirs", "comment"}
     unknown = sorted(set(spec) - known)
@@ -410,7 +452,7 @@ def build_layer(spec, index):
         raise SpecError(f"layer {name}: unknown generator {spec['generated']!r}")
     if spec.get("generated") == "base":
         add_base(layer, spec)
-    add_debs(layer, spec.get("debs", []), spec.get("exclude", []), spec.get("include", []))
+    add_debs(layer, spec.get("debs", []))
     if spec.get("wheels"):
         site = spec.get("site_packages")
         if not site:
@@ -460,14 +502,17 @@ def assemble(spec, out, log=sys.stderr):
     if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
         raise SpecError("source_date_epoch must be a non-negative integer")
     created = rfc3339(epoch)
+    gzip_level = check_zlib(spec["gzip"]) if "gzip" in spec else None
+    media_type = LAYER_MEDIA_TYPE if gzip_level is None else GZIP_LAYER_MEDIA_TYPE
     blobs = prepare_out(out)
     layer_descs, diff_ids, history = [], [], []
     for i, layer_spec in enumerate(spec.get("layers", [])):
         layer = build_layer(layer_spec, i)
-        digest, size = write_layer(layer, epoch, blobs)
-        print(f"assemble: layer {layer.name}: {len(layer.entries)} entries, {size} bytes, {digest}", file=log)
-        layer_descs.append({"mediaType": LAYER_MEDIA_TYPE, "digest": digest, "size": size})
-        diff_ids.append(digest)  # uncompressed: the blob digest is the diff_id
+        diff_id, digest, tar_size, size = write_layer(layer, epoch, blobs, gzip_level)
+        print(f"assemble: layer {layer.name}: {len(layer.entries)} entries, {tar_size} bytes tar, "
+              f"{size} bytes blob, {digest}", file=log)
+        layer_descs.append({"mediaType": media_type, "digest": digest, "size": size})
+        diff_ids.append(diff_id)  # the uncompressed tar's digest, whatever the blob is
         history.append({"created": created, "created_by": f"veid-sidecar image/assemble.py: layer {layer.name}"})
 
     cfg = dict(DEFAULT_CONFIG)

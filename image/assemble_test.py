@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+import zlib
 
 import pytest
 
@@ -282,6 +283,54 @@ def test_wheel_record_mismatch_fails(tmp_path):
     proc = subprocess.run([sys.executable, ASSEMBLE, "--spec", str(spec), "--out", str(tmp_path / "oci")],
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "RECORD" in proc.stderr
+
+
+def _assemble(tmp_path, spec, name):
+    spec_path = tmp_path / f"{name}.json"
+    spec_path.write_text(json.dumps(spec))
+    out = tmp_path / name
+    proc = subprocess.run([sys.executable, ASSEMBLE, "--spec", str(spec_path), "--out", str(out)],
+                          capture_output=True, text=True)
+    return proc, out
+
+
+def test_gzip_layers_hold_the_same_tars_with_uncompressed_diff_ids(two_builds, tmp_path):
+    (_, plain), _ = two_builds
+    spec = make_inputs(str(tmp_path / "inputs"), 0o022, 1111111111, (2001, 2, 3, 4, 5, 6))
+    spec["gzip"] = {"level": 6, "zlib": zlib.ZLIB_RUNTIME_VERSION}
+    proc, out = _assemble(tmp_path, spec, "gz")
+    assert proc.returncode == 0, proc.stderr
+    manifest = manifest_of(out)
+    assert {l["mediaType"] for l in manifest["layers"]} == {"application/vnd.oci.image.layer.v1.tar+gzip"}
+    config = read_json(out, manifest["config"]["digest"])
+    plain_manifest = manifest_of(plain)
+    # Compression changes the blobs, never the layers: diff_ids are the plain tars' digests.
+    assert config["rootfs"]["diff_ids"] == [l["digest"] for l in plain_manifest["layers"]]
+    for desc, diff_id in zip(manifest["layers"], config["rootfs"]["diff_ids"]):
+        blob = (out / "blobs" / "sha256" / desc["digest"].split(":")[1]).read_bytes()
+        assert len(blob) == desc["size"]
+        # No FNAME/FEXTRA flags, mtime 0, XFL 0, OS unknown: nothing of the build machine.
+        assert blob[:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+        assert "sha256:" + hashlib.sha256(zlib.decompress(blob, 16 + zlib.MAX_WBITS)).hexdigest() == diff_id
+    again_proc, again = _assemble(tmp_path, spec, "gz-again")
+    assert again_proc.stdout == proc.stdout
+    assert sorted(os.listdir(again / "blobs" / "sha256")) == sorted(os.listdir(out / "blobs" / "sha256"))
+
+
+def test_another_zlib_than_the_pinned_one_is_refused(tmp_path):
+    proc, _ = _assemble(tmp_path, {"source_date_epoch": 0, "gzip": {"level": 6, "zlib": "0.0.1"}, "layers": []}, "oci")
+    assert proc.returncode == 1 and "pins '0.0.1'" in proc.stderr
+
+
+def test_exclude_applies_to_wheel_files(tmp_path):
+    spec = make_inputs(str(tmp_path / "inputs"), 0o022, 1111111111, (2001, 2, 3, 4, 5, 6))
+    spec["layers"][2]["exclude"] = ["usr/lib/python3/dist-packages/tinypkg/*.so", "*/tinypkg-1.0.dist-info/RECORD"]
+    proc, out = _assemble(tmp_path, spec, "oci")
+    assert proc.returncode == 0, proc.stderr
+    py = _files(layers_of(out)["python"])
+    site = "usr/lib/python3/dist-packages/"
+    assert site + "tinypkg/__init__.py" in py and site + "tinypkg-1.0.dist-info/METADATA" in py
+    assert site + "tinypkg/native.so" not in py and site + "tinypkg-1.0.dist-info/RECORD" not in py
 
 
 @pytest.mark.skipif(not shutil.which("skopeo"), reason="skopeo is not installed (apt-get install skopeo)")

@@ -81,14 +81,17 @@ def spec(repo, stubs, debs, wheels):
     ca = [d for d in debs if os.path.basename(d).startswith("ca-certificates_")]
     if len(ca) != 1:
         raise BuildError(f"expected one ca-certificates .deb among the debs, found {len(ca)}")
+    site = image["site_packages"].strip("/")
     return {
         "source_date_epoch": image["source_date_epoch"],
+        "gzip": image["gzip"],
         "layers": [
             {"name": "debian", "debs": sorted(debs, key=os.path.basename),
              "exclude": image["debian_exclude"], "include": image["debian_include"]},
             {"name": "base", "generated": "base", "ca_certificates_deb": ca[0]},
             {"name": "python", "wheels": runtime_wheels(wheels, image["python_runtime"]),
-             "site_packages": image["site_packages"]},
+             "site_packages": image["site_packages"],
+             "exclude": [f"{site}/{pattern}" for pattern in sorted(image["python_exclude"])]},
             {"name": "model", "dir": {"dest": image["model_dir"],
                                       "src": os.path.join(repo, "models", "trust_score")}},
             # Modules, not programs: 0644 whatever mode the build tool left.
