@@ -236,7 +236,7 @@ def test_kubernetes_probes_pass(container):
 def load(target, requests, duration_s, failures, stop=None):
     """_CONCURRENCY callers cycling through `requests` until `duration_s` has passed
     (or `stop` is set); returns the number of successful calls. A failure is
-    recorded as (monotonic time the call started, status code or message)."""
+    recorded as its status code, or a message when the bytes differ."""
     stop = stop or threading.Event()
     done = [0] * _CONCURRENCY
     lock = threading.Lock()
@@ -248,16 +248,15 @@ def load(target, requests, duration_s, failures, stop=None):
             i = k
             while not stop.is_set():
                 i = (i + 1) % len(requests)
-                started = time.monotonic()
                 try:
                     got = stable(stub.ComputeScore(requests[i], timeout=30))
                 except grpc.RpcError as e:
                     with lock:
-                        failures.append((started, e.code()))
+                        failures.append(e.code())
                     continue
                 if got != want[i]:
                     with lock:
-                        failures.append((started, f"input {i}: bytes differ under load"))
+                        failures.append(f"input {i}: bytes differ under load")
                 done[k] += 1
 
         threads = [threading.Thread(target=caller, args=(k,)) for k in range(_CONCURRENCY)]
@@ -288,28 +287,26 @@ def test_load_stays_under_the_memory_limit(container, vectors, service):
 
 
 def test_podman_stop_exits_zero_within_the_grace_period(container, vectors, service):
-    """The last check on this container: stop it under load. Every call that
-    started before `podman stop` did (so before the SIGTERM it sends) must
-    succeed; later ones may be refused (UNAVAILABLE) or cut off by the closing
-    server (CANCELLED), as the sidecar never accepted them.
-    test_the_pulled_image_runs_and_drains_in_flight_calls proves the drain
-    with calls certainly in flight."""
+    """The last check on this container: stop it under load. The sidecar
+    refuses calls that reach it after SIGTERM (UNAVAILABLE) or the closing
+    server cuts them off (CANCELLED); nothing else may fail, and no response
+    may differ. Which calls were in flight at the signal cannot be told from
+    outside when a call takes milliseconds (a caller thread may wait for the
+    GIL between taking its start time and sending), so the drain of calls
+    certainly in flight is test_the_pulled_image_runs_and_drains_in_flight_calls's."""
     failures, stop, calls = [], threading.Event(), []
     loader = threading.Thread(
         target=lambda: calls.append(load(container.target, _requests(vectors), 120, failures, stop)))
     loader.start()
     time.sleep(3)
     grace = compose.grace_seconds(service)
-    stop_requested = time.monotonic()
     code, took = container.stop(grace)
     stop.set()
     loader.join(120)
     assert code == 0, container.logs()
     assert took < grace, f"podman stop took {took:.1f}s, grace is {grace}s"
     assert calls and calls[0] > 0, "no call ran while stopping"
-    before = [f for f in failures if f[0] < stop_requested]
-    assert not before, before[:5]
-    assert {code for _, code in failures} <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}, failures[:5]
+    assert set(failures) <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}, failures[:5]
     assert "stopped" in container.logs()
 
 
