@@ -320,6 +320,18 @@ def test_failing_entries_are_rejected_while_serving_continues(sidecar, stub, wor
     wait_for(lambda: plan_states(stub)[0].plan_error == "" and len(plan_states(stub)[1]) == 2, "plan restored", sidecar)
 
 
+def test_retirement_and_replay_of_a_retired_model(sidecar, stub, vectors, height, hashes):
+    # Last on the shared sidecar: from here on v1.0.0 stays retired.
+    retire_at = height + 1000  # --retire-after-blocks' default
+    score(stub, vectors["v1.1.0"][0]["features"], retire_at)
+    wait_for(lambda: plan_states(stub)[1]["v1.0.0"][0] == "MODEL_STATE_RETIRED", "v1.0.0 to retire", sidecar)
+    assert "retiring model v1.0.0" in sidecar.log()
+    # A replayed height loads it again, checked as at staging, and answers as before.
+    for v in vectors["v1.0.0"][:3]:
+        expect_golden(score(stub, v["features"], height - 1), v, "v1.0.0", hashes)
+    assert sidecar.log().count("staging model v1.0.0") >= 2
+
+
 def test_restart_after_activation_and_sigkill_during_staging(workdir, example, vectors, height, hashes):
     models = os.path.join(workdir, "models")
     plan_path = os.path.join(models, "plan.restart.json")
