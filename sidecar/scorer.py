@@ -188,7 +188,7 @@ class Scorer:
             raise DeadlineExceeded(f"inference finished after the {duration.format_seconds(timeout)} left for it")
         if contributions:
             raw, contrib = out
-            return Score(scoring.evaluate(arr, raw), contrib)
+            return Score(scoring.evaluate(arr, raw), {k: scoring.canonical(v) for k, v in contrib.items()})
         return Score(scoring.evaluate(arr, out), None)
 
     def verify_vector(self, name: str, deadline: float | None = None) -> Verification:
