@@ -18,6 +18,7 @@ from absl import logging
 
 from sidecar import determinism
 from sidecar import duration
+from sidecar import reject_log  # pylint: disable=unused-import  (defines --reject-log-interval)
 from sidecar import scorer as scorer_lib
 
 
