@@ -18,6 +18,7 @@ from absl import logging
 
 from sidecar import determinism
 from sidecar import duration
+from sidecar import http_server
 from sidecar import reject_log  # pylint: disable=unused-import  (defines --reject-log-interval)
 from sidecar import scorer as scorer_lib
 
@@ -151,7 +152,11 @@ def main(argv):
             inject_latency_s=FLAGS["testing-inject-latency"].value,
         )
         host, port = parse_address(FLAGS["metrics-addr"].value)
-        http = metrics_lib.MetricsServer(host, port, metrics, lambda: lifecycle.serving)
+        http = http_server.MetricsServer(
+            host, port, metrics, lambda: lifecycle.serving,
+            max_connections=FLAGS["metrics-max-connections"].value,
+            read_timeout_s=FLAGS["metrics-read-timeout"].value,
+        )
     except (server_lib.BindError, OSError) as e:
         logging.error("refusing to start: %s", e)
         scorer.close()
