@@ -19,7 +19,7 @@ from absl import logging
 from sidecar import determinism
 from sidecar import duration
 from sidecar import http_server
-from sidecar import reject_log  # pylint: disable=unused-import  (defines --reject-log-interval)
+from sidecar import reject_log
 from sidecar import scorer as scorer_lib
 
 
@@ -52,6 +52,9 @@ duration.DEFINE_duration(
 )
 
 FLAGS = flags.FLAGS
+# Defined next to the code they configure; listed in --help with the rest.
+flags.adopt_module_key_flags(http_server)
+flags.adopt_module_key_flags(reject_log)
 
 _ADDRESS = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]*):(?P<port>\d{1,5})$")
 _LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
