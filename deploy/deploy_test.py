@@ -8,6 +8,8 @@ import pytest
 from prometheus_client import exposition
 
 from sidecar import metrics as metrics_lib
+from sidecar import plan as plan_lib
+from sidecar import registry as registry_lib
 
 _ALERTS = "deploy/prometheus/alerts.yml"
 _PINNED = ["deploy/docker-compose.yml", "deploy/k8s/validator-pod.yaml"]
@@ -23,7 +25,7 @@ def promtool(*args):
 def test_alert_rules_are_valid():
     r = promtool("check", "rules", "alerts.yml")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "3 rules found" in r.stdout
+    assert "4 rules found" in r.stdout
 
 
 def test_alert_rules_fire_on_the_series_they_watch():
@@ -32,7 +34,11 @@ def test_alert_rules_fire_on_the_series_they_watch():
 
 
 def test_alerts_use_only_exported_series():
-    exported = exposition.generate_latest(metrics_lib.Metrics("v1.0.0", "0" * 64).registry).decode()
+    metrics = metrics_lib.Metrics()
+    plan = plan_lib.single("models/trust_score", "v1.0.0", "0" * 64)
+    metrics.watch_plan(lambda: [registry_lib.EntryStatus(plan.entries[0], registry_lib.State.ACTIVE, "", "0" * 64)],
+                       lambda: 1, 100)
+    exported = exposition.generate_latest(metrics.registry).decode()
     series = {line.split("{")[0].split(" ")[0] for line in exported.splitlines() if not line.startswith("#")}
     with open(_ALERTS) as f:
         used = set(re.findall(r"veid_inference_\w+", f.read()))
@@ -47,6 +53,20 @@ def test_deploy_files_pin_the_committed_image_digest(path):
     with open(path) as f:
         refs = _IMAGE_REF.findall(f.read())
     assert refs and set(refs) == {digest}, f"{path} pins {refs}, image/DIGEST is {digest}"
+
+
+def test_network_policy_restricts_exactly_the_sidecar_ports():
+    with open("deploy/k8s/validator-pod.yaml") as f:
+        pod_ports = {int(p) for p in re.findall(r"containerPort: (\d+)", f.read())}
+    with open("deploy/k8s/network-policy.yaml") as f:
+        rules = f.read().split("    - from:")[1:]
+    # The last rule (no "from") opens ranges; the ones before name one sidecar port each.
+    restricted = {int(p) for rule in rules for p in re.findall(r"\bport: (\d+)", rule.split("    - ports:")[0])}
+    assert restricted == pod_ports
+    open_rule = rules[-1].split("    - ports:")[1]
+    tcp = re.findall(r"protocol: TCP\s+port: (\d+)\s+endPort: (\d+)", open_rule)
+    opened = {p for lo, hi in tcp for p in range(int(lo), int(hi) + 1)}
+    assert opened == set(range(1, 65536)) - pod_ports
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import pytest
 
 _BUILD = os.path.join("image", "build.py")
 _SOURCES = ["image/image.json", "image/build.py", "image/assemble.py", "third_party/debian/deb.py", "sidecar",
-            "models/trust_score"]
+            "models/trust_score", "models/plan.json"]
 _RUNS = [
     {"umask": 0o022, "mtime": 0, "env": {"TZ": "UTC", "LC_ALL": "C"}},
     {"umask": 0o077, "mtime": 1234567890, "env": {"TZ": "America/St_Johns", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}},

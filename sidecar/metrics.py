@@ -1,4 +1,4 @@
-"""Inference counters for Prometheus and for the GetMetrics RPC, plus the HTTP port.
+"""Inference counters for Prometheus and for the GetMetrics RPC (sidecar/http_server.py serves them).
 
 Both views are fed by the same record_* calls so they cannot disagree. The
 registry is private (not prometheus_client's global one) so /metrics carries
@@ -7,14 +7,13 @@ exactly the sidecar's families and nothing a library registered on import.
 
 import bisect
 import collections
-import http.server
 import math
-import socket
 import threading
 import time
 
 import prometheus_client
 from prometheus_client import exposition
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.utils import floatToGoString
 
 # Sub-millisecond resolution where the sidecar lives, up to the 2 s default timeout.
@@ -30,7 +29,7 @@ prometheus_client.disable_created_metrics()
 class Metrics:
     """Thread-safe; the record_* methods are on every request's path, so they stay small."""
 
-    def __init__(self, model_version: str, model_hash: str, window: int = LATENCY_WINDOW):
+    def __init__(self, window: int = LATENCY_WINDOW):
         self.registry = prometheus_client.CollectorRegistry(auto_describe=True)
         r = self.registry
         total = prometheus_client.Counter(
@@ -44,9 +43,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        prometheus_client.Gauge(
-            "veid_inference_model_info", "The loaded model (always 1).", ["version", "hash"], registry=r
-        ).labels(version=model_version, hash=model_hash).set(1)
+        self._rejections = prometheus_client.Counter(
+            "veid_inference_model_rejections",
+            "Upgrade-plan entries (or whole plans: reason invalid_plan / history_rewrite) that failed their checks.",
+            ["version", "reason"],
+            registry=r,
+        )
         self._healthy = prometheus_client.Gauge(
             "veid_inference_sidecar_healthy", "1 while serving, 0 before ready and while shutting down.", registry=r
         )
@@ -76,6 +78,19 @@ class Metrics:
         self._error_counter.inc()
         with self._lock:
             self._failed += 1
+
+    def record_rejection(self, version: str, reason: str) -> None:
+        self._rejections.labels(version=version, reason=reason).inc()
+
+    def watch_plan(self, statuses, highest_height, alert_blocks: int) -> None:
+        """Publishes the upgrade plan's entries at every scrape.
+
+        `statuses()` returns sidecar.registry.EntryStatus values and
+        `highest_height()` the highest block height requested (-1 before any);
+        `alert_blocks` is how many blocks before its activation an entry must
+        be verified (the UpgradeModelNotVerified alert compares against it).
+        """
+        self.registry.register(_PlanCollector(statuses, highest_height, alert_blocks))
 
     def set_healthy(self, healthy: bool) -> None:
         self._healthy.set(1 if healthy else 0)
@@ -107,6 +122,40 @@ class Metrics:
         return exposition.generate_latest(self.registry)
 
 
+class _PlanCollector:
+    """Reads the plan at scrape time, so /metrics can never lag behind a state change."""
+
+    def __init__(self, statuses, highest_height, alert_blocks: int):
+        self._statuses = statuses
+        self._highest = highest_height
+        self._alert_blocks = alert_blocks
+
+    def collect(self):
+        info = GaugeMetricFamily(
+            "veid_inference_model_info", "One series per upgrade-plan entry (always 1), labelled with its state.",
+            labels=["version", "hash", "activation_height", "state"],
+        )
+        heights = GaugeMetricFamily(
+            "veid_inference_model_activation_height", "Activation height of each upgrade-plan entry, by state.",
+            labels=["version", "hash", "state"],
+        )
+        for st in self._statuses():
+            e = st.entry
+            info.add_metric([e.version, st.model_hash, str(e.activation_height), st.state.value], 1)
+            heights.add_metric([e.version, st.model_hash, st.state.value], e.activation_height)
+        yield info
+        yield heights
+        yield GaugeMetricFamily(
+            "veid_inference_highest_block_height", "Highest block height of any request (-1 before the first).",
+            value=self._highest(),
+        )
+        yield GaugeMetricFamily(
+            "veid_inference_upgrade_alert_blocks",
+            "Blocks before activation by which an upgrade-plan entry must be verified (--upgrade-alert-blocks).",
+            value=self._alert_blocks,
+        )
+
+
 def rss_mb() -> float:
     """Resident set size from /proc/self/status (VmRSS, kB) in MiB; 0 where unavailable."""
     try:
@@ -117,54 +166,3 @@ def rss_mb() -> float:
     except OSError:
         pass
     return 0.0
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server_version = "veid-sidecar"
-
-    def do_GET(self):  # pylint: disable=invalid-name
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
-            self._reply(200, self.server.metrics.exposition(), exposition.CONTENT_TYPE_LATEST)
-        elif path == "/health":
-            if self.server.is_serving():
-                self._reply(200, b"OK\n")
-            else:
-                self._reply(503, b"NOT SERVING\n")
-        else:
-            self._reply(404, b"not found; try /metrics or /health\n")
-
-    def _reply(self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format, *args):  # pylint: disable=redefined-builtin
-        pass  # scrapes every few seconds would drown the log
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-
-class MetricsServer:
-    """/metrics and /health on one port, in a background thread."""
-
-    def __init__(self, host: str, port: int, metrics: Metrics, is_serving):
-        cls = _Server
-        if ":" in host:
-            cls = type("_Server6", (_Server,), {"address_family": socket.AF_INET6})
-        self._httpd = cls((host, port), _Handler)
-        self._httpd.metrics = metrics
-        self._httpd.is_serving = is_serving
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics-http", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
