@@ -23,9 +23,9 @@ from grpc_health.v1 import health_pb2_grpc
 
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
+from ops import model_copy
+from ops import sidecar_process
 from sidecar import golden
-from tests import model_fixture
-from tests import sidecar_process
 
 _LAYOUT = os.path.join("image", "image")
 _ISOLATED = "VEID_IMAGE_TEST_ISOLATED"
@@ -118,7 +118,7 @@ def native():
 
 @pytest.fixture(scope="module")
 def vectors():
-    return golden.load_vectors(model_fixture.MODEL_SRC)
+    return golden.load_vectors(model_copy.MODEL_SRC)
 
 
 def test_runs_as_nonroot_from_a_read_only_root(image_sidecar, rootfs):

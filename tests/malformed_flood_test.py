@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
+from ops import sidecar_process
 from sidecar import golden
 from sidecar import hashing
-from tests import sidecar_process
 
 METHOD = "/inference.v1.InferenceService/ComputeScore"
 MAX_MESSAGE = 4 * 1024 * 1024  # gRPC's default receive limit, which the sidecar keeps

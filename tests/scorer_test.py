@@ -10,17 +10,17 @@ import os
 import numpy as np
 import pytest
 
+from ops import model_copy
+from ops import sidecar_process
 from sidecar import features as F
 from sidecar import golden
 from sidecar import hashing
 from sidecar import scorer as scorer_lib
-from tests import model_fixture
-from tests import sidecar_process
 
 
 @pytest.fixture(scope="module")
 def model_path():
-    return model_fixture.copy_model(sidecar_process.tmpdir("scorer-"))
+    return model_copy.copy_model(sidecar_process.tmpdir("scorer-"))
 
 
 def env(model_path, **extra):

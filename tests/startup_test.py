@@ -14,9 +14,10 @@ import time
 
 import pytest
 
+from ops import model_copy
+from ops import sidecar_process
 from sidecar import hashing
 from tests import model_fixture
-from tests import sidecar_process
 
 
 # What the sidecar logs once it listens.
@@ -25,7 +26,7 @@ SERVING_LINE = "SERVING inference.v1"
 
 @pytest.fixture
 def model_copy():
-    return model_fixture.copy_model(sidecar_process.tmpdir("startup-"))
+    return model_copy.copy_model(sidecar_process.tmpdir("startup-"))
 
 
 def recorded_hash(model_path: str) -> str:

@@ -1,4 +1,4 @@
-"""Runs the real sidecar (python -m sidecar.main) as a subprocess for tests.
+"""Runs the real sidecar (python -m sidecar.main) as a subprocess: for tests, benchmarks and ops.cross_cpu.
 
 The child gets the test's own sys.path and interpreter flags, a private
 dereferenced copy of the model (runfiles are symlinks, which the model hash
@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from sidecar import determinism
-from tests import model_fixture
+from ops import model_copy
 
 SERVICE_NAME = "inference.v1.InferenceService"
 # TF import plus the golden self-check take ~5 s; a loaded CI machine, more.
@@ -86,7 +86,7 @@ class Sidecar:
         `launch(python_args) -> (command, env)` starts the interpreter some other way
         (the cross-CPU check puts qemu in front of it)."""
         self.dir = tmpdir()
-        self.model_path = model_path or model_fixture.copy_model(self.dir)
+        self.model_path = model_path or model_copy.copy_model(self.dir)
         self.grpc_port = grpc_port or free_port()
         self.metrics_port = metrics_port or free_port()
         self.target = f"127.0.0.1:{self.grpc_port}"
