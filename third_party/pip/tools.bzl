@@ -25,6 +25,14 @@ py_library(
 )
 """
 
+# pip-compile's arguments for //:requirements (compile_pip_requirements adds
+# --generate-hashes); //third_party/pip:update_test passes the same.
+PIP_COMPILE_ARGS = [
+    "--allow-unsafe",
+    "--no-emit-index-url",
+    "--strip-extras",
+]
+
 _FILES = "https://files.pythonhosted.org/packages/"
 
 # (repository, wheel URL, sha256, repositories its lib needs)
