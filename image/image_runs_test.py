@@ -23,7 +23,7 @@ from grpc_health.v1 import health_pb2_grpc
 
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
-from ops import model_copy
+from ops import committed_model
 from ops import sidecar_process
 from sidecar import golden
 
@@ -118,7 +118,7 @@ def native():
 
 @pytest.fixture(scope="module")
 def vectors():
-    return golden.load_vectors(model_copy.MODEL_SRC)
+    return golden.load_vectors(committed_model.MODEL_SRC)
 
 
 def test_runs_as_nonroot_from_a_read_only_root(image_sidecar, rootfs):

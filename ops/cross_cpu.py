@@ -42,11 +42,11 @@ from typing import Any
 import numpy as np
 
 # Imported lazily where TF is involved: the driver itself never imports TF.
+from ops import committed_model
 from sidecar import determinism
 from sidecar import features as F
 from sidecar import hashing
 from sidecar import scorer as scorer_lib  # TensorFlow only once a scorer loads
-from ops import model_copy
 
 QEMU = "qemu-x86_64"
 RANDOM_VECTORS = 200
@@ -593,8 +593,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{QEMU} not found: install qemu-user (Debian/Ubuntu) or run with --native_only", file=sys.stderr)
         return 2
     workdir = tempfile.mkdtemp(prefix="cross-cpu-", dir=os.environ.get("TEST_TMPDIR"))
-    src = scorer_lib.workspace_path(args.model_path) if args.model_path else model_copy.MODEL_SRC
-    model_path = model_copy.copy_model(workdir, src)
+    src = scorer_lib.workspace_path(args.model_path) if args.model_path else committed_model.MODEL_SRC
+    model_path = committed_model.copy_model(workdir, src)
     t0 = time.monotonic()
     runs = run_all(cpus, model_path, workdir, args.random_vectors)
     reference = load_reference()

@@ -12,8 +12,8 @@ import os
 
 import pytest
 
+from ops import committed_model
 from ops import cross_cpu
-from ops import model_copy
 from ops import sidecar_process
 
 SIDECAR_CPU = "Haswell"
@@ -22,7 +22,7 @@ SIDECAR_CPU = "Haswell"
 
 @pytest.fixture(scope="module")
 def model_path():
-    return model_copy.copy_model(sidecar_process.tmpdir("cross-cpu-"))
+    return committed_model.copy_model(sidecar_process.tmpdir("cross-cpu-"))
 
 
 @pytest.fixture(scope="module")

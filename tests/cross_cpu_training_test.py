@@ -14,8 +14,8 @@ import os
 
 import pytest
 
+from ops import committed_model
 from ops import cross_cpu
-from ops import model_copy
 from ops import sidecar_process
 from sidecar import hashing
 
@@ -24,7 +24,7 @@ CPUS = ("Haswell", "SandyBridge")
 
 @pytest.fixture(scope="module")
 def committed():
-    return model_copy.copy_model(sidecar_process.tmpdir("committed-"))
+    return committed_model.copy_model(sidecar_process.tmpdir("committed-"))
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tampering with a model copy (ops.model_copy makes the copy)."""
+"""Tampering with a model copy (ops.committed_model makes the copy)."""
 
 import os
 

@@ -19,7 +19,7 @@ import subprocess
 
 import pytest
 
-from ops import model_copy
+from ops import committed_model
 from ops import sidecar_process
 from sidecar import golden
 from sidecar import hashing
@@ -90,13 +90,13 @@ def workspace():
     """What `bazel run` binaries read through BUILD_WORKSPACE_DIRECTORY, as real files."""
     root = sidecar_process.tmpdir("workspace-")
     os.makedirs(os.path.join(root, "models"))
-    model_copy.copy_model(os.path.join(root, "models"))
+    committed_model.copy_model(os.path.join(root, "models"))
     os.makedirs(os.path.join(root, "proto", "inference", "v1"))
     shutil.copy("proto/inference/v1/inference.proto", os.path.join(root, "proto", "inference", "v1"))
     for name in ("image/DIGEST", "image/manifest.json", "deploy/docker-compose.yml", "deploy/k8s/validator-pod.yaml"):
         os.makedirs(os.path.join(root, os.path.dirname(name)), exist_ok=True)
         shutil.copy(name, os.path.join(root, name))
-    vector = golden.load_vectors(model_copy.MODEL_SRC)[0]
+    vector = golden.load_vectors(committed_model.MODEL_SRC)[0]
     with open(os.path.join(root, "features.json"), "w", encoding="utf-8") as f:
         json.dump(vector["features"], f)
     return root
@@ -146,7 +146,7 @@ def test_grpcurl_is_1_8_6():
 
 
 def test_readme_grpcurl_lines(sidecar, workspace):
-    vectors = {v["name"]: v for v in golden.load_vectors(model_copy.MODEL_SRC)}
+    vectors = {v["name"]: v for v in golden.load_vectors(committed_model.MODEL_SRC)}
     seen = set()
     for words in readme_commands("grpcurl"):
         out = grpcurl(words, sidecar, workspace)

@@ -14,7 +14,7 @@ import concurrent.futures
 
 import pytest
 
-from ops import model_copy
+from ops import committed_model
 from sidecar import determinism
 from sidecar import hashing
 
@@ -34,7 +34,7 @@ def child_pythonpath() -> str:
 
 @pytest.fixture(scope="module")
 def committed(tmp_path_factory):
-    return model_copy.copy_model(str(tmp_path_factory.mktemp("committed")))
+    return committed_model.copy_model(str(tmp_path_factory.mktemp("committed")))
 
 
 def _all_files(root: str) -> list[str]:
@@ -45,7 +45,7 @@ def _all_files(root: str) -> list[str]:
 
 @pytest.mark.parametrize("isa", sorted(RETRAINED))
 def test_retrain_is_bit_identical(committed, tmp_path, isa):
-    out = model_copy.copy_model(str(tmp_path), RETRAINED[isa])
+    out = committed_model.copy_model(str(tmp_path), RETRAINED[isa])
     assert hashing.model_hash(out) == hashing.model_hash(committed)
     files = _all_files(committed)
     assert _all_files(out) == files

@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from ops import model_copy
+from ops import committed_model
 from ops import sidecar_process
 from sidecar import features as F
 from sidecar import golden
@@ -20,7 +20,7 @@ from sidecar import scorer as scorer_lib
 
 @pytest.fixture(scope="module")
 def model_path():
-    return model_copy.copy_model(sidecar_process.tmpdir("scorer-"))
+    return committed_model.copy_model(sidecar_process.tmpdir("scorer-"))
 
 
 def env(model_path, **extra):

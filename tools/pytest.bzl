@@ -16,10 +16,18 @@ def pytest_test(name, srcs = None, deps = [], **kwargs):
     srcs = srcs or [main]
     if main not in srcs:
         fail("pytest_test %s: srcs must include %s" % (name, main))
+
+    # Every skip is named in the log, and fails the test under CI=true (tools/pytest_ci.py).
+    env = dict(kwargs.pop("env", {}))
+    env["PYTEST_ADDOPTS"] = " ".join([env.get("PYTEST_ADDOPTS", ""), "-p tools.pytest_ci"]).strip()
     py_test(
         name = name,
         srcs = srcs,
         main = main,
-        deps = deps + [requirement("pytest")],
+        env = env,
+        deps = deps + [
+            "//tools:pytest_ci",
+            requirement("pytest"),
+        ],
         **kwargs
     )
