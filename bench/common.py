@@ -189,14 +189,17 @@ def rss_kb(pid: int) -> dict:
 # -- the end-of-benchmark golden check ------------------------------------------------
 
 
-def golden_check(target: str, model_path: str) -> None:
-    """Every golden vector through ComputeScore (with contributions): exact bytes or SystemExit."""
+def golden_check(target: str, model_path: str, block_height: int = 0) -> None:
+    """Every golden vector through ComputeScore (with contributions) at `block_height`
+    (0: none, for a one-model sidecar): exact bytes or SystemExit."""
     vectors = golden.load_vectors(model_path)
     bad = []
     with grpc.insecure_channel(target) as ch:
         stub = pb_grpc.InferenceServiceStub(ch)
         for v in vectors:
-            r = stub.ComputeScore(pb.ComputeScoreRequest(features=v["features"], return_contributions=True), timeout=10)
+            r = stub.ComputeScore(pb.ComputeScoreRequest(
+                features=v["features"], return_contributions=True,
+                metadata=pb.InferenceMetadata(block_height=block_height)), timeout=10)
             got = {"output_hash": r.output_hash, "exact_output_hash": r.exact_output_hash, "input_hash": r.input_hash,
                    "raw_score_bits": hashing.float32_hex(r.raw_score), "score": r.score,
                    "confidence_bits": hashing.float32_hex(r.confidence), "reason_codes": list(r.reason_codes),

@@ -8,6 +8,8 @@ import pytest
 from prometheus_client import exposition
 
 from sidecar import metrics as metrics_lib
+from sidecar import plan as plan_lib
+from sidecar import registry as registry_lib
 
 _ALERTS = "deploy/prometheus/alerts.yml"
 _PINNED = ["deploy/docker-compose.yml", "deploy/k8s/validator-pod.yaml"]
@@ -23,7 +25,7 @@ def promtool(*args):
 def test_alert_rules_are_valid():
     r = promtool("check", "rules", "alerts.yml")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "3 rules found" in r.stdout
+    assert "4 rules found" in r.stdout
 
 
 def test_alert_rules_fire_on_the_series_they_watch():
@@ -32,7 +34,11 @@ def test_alert_rules_fire_on_the_series_they_watch():
 
 
 def test_alerts_use_only_exported_series():
-    exported = exposition.generate_latest(metrics_lib.Metrics("v1.0.0", "0" * 64).registry).decode()
+    metrics = metrics_lib.Metrics()
+    plan = plan_lib.single("models/trust_score", "v1.0.0", "0" * 64)
+    metrics.watch_plan(lambda: [registry_lib.EntryStatus(plan.entries[0], registry_lib.State.ACTIVE, "", "0" * 64)],
+                       lambda: 1, 100)
+    exported = exposition.generate_latest(metrics.registry).decode()
     series = {line.split("{")[0].split(" ")[0] for line in exported.splitlines() if not line.startswith("#")}
     with open(_ALERTS) as f:
         used = set(re.findall(r"veid_inference_\w+", f.read()))

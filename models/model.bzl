@@ -1,4 +1,4 @@
-"""trained_model: runs the training script inside the build.
+"""trained_model: runs the training script for one model version inside the build.
 
 The output is a directory laid out exactly like the committed model, so a test
 can compare the two file by file. `isa` caps oneDNN's kernel choice
@@ -11,7 +11,7 @@ def _trained_model_impl(ctx):
     env = {"ONEDNN_MAX_CPU_ISA": ctx.attr.isa} if ctx.attr.isa else {}
     ctx.actions.run(
         executable = ctx.executable.trainer,
-        arguments = ["--output_dir=" + out.path],
+        arguments = ["--output_dir=" + out.path, "--version=" + ctx.attr.version],
         outputs = [out],
         env = env,
         mnemonic = "TrainModel",
@@ -24,11 +24,12 @@ trained_model = rule(
     attrs = {
         "isa": attr.string(doc = "ONEDNN_MAX_CPU_ISA for the training run; empty: this CPU's best."),
         "trainer": attr.label(executable = True, cfg = "exec", mandatory = True),
+        "version": attr.string(mandatory = True, doc = "The release to train (train.py's RELEASES)."),
     },
 )
 
-def trained_models(name, trainer, isas):
+def trained_models(name, trainer, version, isas):
     """One trained_model per ISA cap: `name` for none, `name_<isa>` for each cap."""
-    trained_model(name = name, trainer = trainer)
+    trained_model(name = name, trainer = trainer, version = version)
     for isa in isas:
-        trained_model(name = "%s_%s" % (name, isa.lower()), trainer = trainer, isa = isa)
+        trained_model(name = "%s_%s" % (name, isa.lower()), trainer = trainer, version = version, isa = isa)

@@ -17,6 +17,7 @@ import math
 import os
 import shutil
 import tempfile
+from typing import NamedTuple
 
 from absl import app
 from absl import flags
@@ -30,17 +31,33 @@ from sidecar import model as model_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", None, "Directory to export the SavedModel to (replaced).")
-flags.DEFINE_string(
-    "export_timestamp",
-    "2026-11-27T00:00:00Z",
-    "Recorded in export_metadata.json; fixed so exports are reproducible.",
-)
 flags.mark_flag_as_required("output_dir")
 
-MODEL_VERSION = "v1.0.0"
+
+class Release(NamedTuple):
+    """What distinguishes one released model from another; everything else is shared."""
+
+    epochs: int
+    export_timestamp: str  # recorded in export_metadata.json; fixed so exports are reproducible
+    # What changed against the previous release, recorded in export_metadata.json;
+    # empty for v1.0.0, whose committed metadata predates the field.
+    change: str
+
+
+# One entry per model version the network has approved. An entry never
+# changes once released: validators must be able to rebuild it bit for bit.
+RELEASES = {
+    "v1.0.0": Release(epochs=4, export_timestamp="2026-11-27T00:00:00Z", change=""),
+    "v1.1.0": Release(
+        epochs=6,
+        export_timestamp="2026-11-30T00:00:00Z",
+        change="two more epochs over the same data, seed and order stream (6 instead of 4)",
+    ),
+}
+flags.DEFINE_enum("version", "v1.0.0", list(RELEASES), "Model version to train and export.")
+
 PIPELINE_VERSION = "veid-pipeline-v1"
 TRAIN_EXAMPLES = 3000
-EPOCHS = 4
 LEARNING_RATE = 0.01
 HIDDEN = (256, 64)
 
@@ -201,7 +218,7 @@ def build_module(tf, keras_model):
     return TrustScore()
 
 
-def train(tf, module, x: np.ndarray, y: np.ndarray, rng: np.random.RandomState) -> np.float32:
+def train(tf, module, x: np.ndarray, y: np.ndarray, rng: np.random.RandomState, epochs: int) -> np.float32:
     """Plain per-example SGD on sigmoid cross-entropy; returns the last epoch's mean loss.
 
     Not model.fit: it would batch (CPU-dependent matmuls) and attach optimizer
@@ -228,7 +245,7 @@ def train(tf, module, x: np.ndarray, y: np.ndarray, rng: np.random.RandomState) 
         return total / tf.cast(tf.shape(order)[0], tf.float32)
 
     mean_loss = np.float32(np.nan)
-    for _ in range(EPOCHS):
+    for _ in range(epochs):
         order = tf.constant(rng.permutation(x.shape[0]).astype(np.int32))
         mean_loss = np.float32(epoch(order).numpy())
     return mean_loss
@@ -327,7 +344,7 @@ def write_json(path: str, obj) -> None:
         f.write("\n")
 
 
-def export(tf, module, output_dir: str, training_summary: dict) -> str:
+def export(tf, module, output_dir: str, version: str, training_summary: dict) -> str:
     parent = os.path.dirname(os.path.abspath(output_dir))
     os.makedirs(parent, exist_ok=True)
     # Build next to the destination and swap in at the end, so a failed run
@@ -357,17 +374,17 @@ def export(tf, module, output_dir: str, training_summary: dict) -> str:
                 if hashing.float32_hex(raw_c) != hashing.float32_hex(raw):
                     raise RuntimeError(f"{name}: contributions signature disagrees with serving_default")
                 records.append(golden.vector_record(name, values, raw, contrib))
-        write_json(os.path.join(staging, golden.GOLDEN_FILE), {"model_version": MODEL_VERSION, "vectors": records})
+        write_json(os.path.join(staging, golden.GOLDEN_FILE), {"model_version": version, "vectors": records})
 
         model_hash = hashing.model_hash(staging)
         feature_spec = {"dtype": "float32", "shape": [None, F.FEATURE_DIM]}
         metadata = {
-            "version": MODEL_VERSION,
+            "version": version,
             "pipeline_version": PIPELINE_VERSION,
             "tensorflow_version": tf.__version__,
             "model_hash": model_hash,
             "model_hash_scheme": hashing.MANIFEST_HEADER.decode().strip(),
-            "export_timestamp": FLAGS.export_timestamp,
+            "export_timestamp": RELEASES[version].export_timestamp,
             "inputs": {model_lib.INPUT_NAME: feature_spec},
             "outputs": {model_lib.OUTPUT_NAME: {"dtype": "float32", "shape": [None, 1]}},
             "signatures": {
@@ -409,11 +426,12 @@ def main(argv):
     x, y = synthetic_data(rng, TRAIN_EXAMPLES)
     keras = import_keras(tf)
     module = build_module(tf, build_keras_model(keras, rng))
-    final_loss = train(tf, module, x, y, rng)
+    release = RELEASES[FLAGS.version]
+    final_loss = train(tf, module, x, y, rng, release.epochs)
     summary = {
         "seed": determinism.SEED,
         "examples": TRAIN_EXAMPLES,
-        "epochs": EPOCHS,
+        "epochs": release.epochs,
         "batch_size": 1,
         "optimizer": f"sgd(lr={LEARNING_RATE})",
         "loss": "sigmoid_cross_entropy(target=trust/100)",
@@ -421,7 +439,9 @@ def main(argv):
         "final_epoch_mean_loss_bits": hashing.float32_hex(final_loss),
         "final_epoch_mean_loss": float(final_loss),
     }
-    model_hash = export(tf, module, FLAGS.output_dir, summary)
+    if release.change:
+        summary["change"] = release.change
+    model_hash = export(tf, module, FLAGS.output_dir, FLAGS.version, summary)
     print(f"model_hash={model_hash} final_loss={float(final_loss):.6f}")
 
 

@@ -80,13 +80,16 @@ class Sidecar:
         metrics_port: int | None = None,
         python_path_first: str | None = None,
         launch=None,
+        upgrade_plan: str | None = None,
+        cwd: str | None = None,
     ):
-        """`grpc_port`/`metrics_port` reuse given ports (e.g. to restart on the same ones);
+        """`upgrade_plan` serves that plan instead of `model_path`, with `cwd` as working directory;
+        `grpc_port`/`metrics_port` reuse given ports (e.g. to restart on the same ones);
         `python_path_first` puts another source tree before ours (benchmarks compare commits);
         `launch(python_args) -> (command, env)` starts the interpreter some other way
         (the cross-CPU check puts qemu in front of it)."""
         self.dir = tmpdir()
-        self.model_path = model_path or committed_model.copy_model(self.dir)
+        self.model_path = None if upgrade_plan else model_path or committed_model.copy_model(self.dir)
         self.grpc_port = grpc_port or free_port()
         self.metrics_port = metrics_port or free_port()
         self.target = f"127.0.0.1:{self.grpc_port}"
@@ -97,7 +100,7 @@ class Sidecar:
             "sidecar.main",
             f"--grpc-addr={self.target}",
             f"--metrics-addr=127.0.0.1:{self.metrics_port}",
-            f"--model-path={self.model_path}",
+            f"--upgrade-plan={upgrade_plan}" if upgrade_plan else f"--model-path={self.model_path}",
             *args,
         ]
         if launch is None:
@@ -106,7 +109,7 @@ class Sidecar:
             cmd, cmd_env = launch(python_args)
         with open(self.log_path, "wb") as log:
             self.started_wall = time.time()
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=cmd_env)
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=cmd_env, cwd=cwd)
 
     def log(self) -> str:
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
@@ -177,8 +180,8 @@ class Sidecar:
             self.proc.wait()
 
 
-def start(*args: str, env: dict[str, str] | None = None, python_path_first: str | None = None) -> Sidecar:
-    s = Sidecar(*args, env=env, python_path_first=python_path_first)
+def start(*args: str, env: dict[str, str] | None = None, python_path_first: str | None = None, **kwargs) -> Sidecar:
+    s = Sidecar(*args, env=env, python_path_first=python_path_first, **kwargs)
     try:
         s.wait_serving()
     except BaseException:

@@ -5,8 +5,13 @@
   python -m sidecar.client score --features-json=FILE | --vector=NAME [--return-contributions]
   python -m sidecar.client verify-determinism [--test-vector-id=high_quality_verification]
   python -m sidecar.client metrics
+  python -m sidecar.client plan [--due-within=BLOCKS]
 
-Exits 1 on an RPC error, a failed verification or an unhealthy sidecar.
+`score` and `verify-determinism` take --block-height (the model of that
+height, as the chain node would ask); `verify-determinism` also
+--model-version. Exits 1 on an RPC error, a failed verification, an unhealthy
+sidecar, or (plan) an entry due within --due-within blocks that is not
+verified.
 """
 
 import json
@@ -29,10 +34,17 @@ flags.DEFINE_string(
 )
 flags.DEFINE_bool("return-contributions", False, "score: also return per-group feature contributions.")
 flags.DEFINE_string("test-vector-id", scorer_lib.DEFAULT_VECTOR, "verify-determinism: golden vector to run.")
+flags.DEFINE_integer("block-height", 0, "score, verify-determinism: the block height selecting the model (0: none).")
+flags.DEFINE_string("model-version", "", "verify-determinism: check only this plan entry's model.")
+flags.DEFINE_integer(
+    "due-within", 100, "plan: fail if an entry activating within this many blocks of the highest height seen "
+    "is not verified."
+)
+flags.register_validator("block-height", lambda v: v >= 0, "must be >= 0")
 
 FLAGS = flags.FLAGS
 
-COMMANDS = ("model-info", "health", "metrics", "score", "verify-determinism")
+COMMANDS = ("model-info", "health", "metrics", "score", "verify-determinism", "plan")
 
 
 def _features() -> list[float]:
@@ -68,12 +80,22 @@ def main(argv):
         "model-info": lambda s: s.GetModelInfo(pb.GetModelInfoRequest(), timeout=FLAGS.timeout),
         "health": lambda s: s.HealthCheck(pb.HealthCheckRequest(), timeout=FLAGS.timeout),
         "metrics": lambda s: s.GetMetrics(pb.GetMetricsRequest(), timeout=FLAGS.timeout),
+        "plan": lambda s: s.GetModelInfo(pb.GetModelInfoRequest(), timeout=FLAGS.timeout),
         "score": lambda s: s.ComputeScore(
-            pb.ComputeScoreRequest(features=_features(), return_contributions=FLAGS["return-contributions"].value),
+            pb.ComputeScoreRequest(
+                features=_features(),
+                return_contributions=FLAGS["return-contributions"].value,
+                metadata=pb.InferenceMetadata(block_height=FLAGS["block-height"].value),
+            ),
             timeout=FLAGS.timeout,
         ),
         "verify-determinism": lambda s: s.VerifyDeterminism(
-            pb.VerifyDeterminismRequest(test_vector_id=FLAGS["test-vector-id"].value), timeout=FLAGS.timeout
+            pb.VerifyDeterminismRequest(
+                test_vector_id=FLAGS["test-vector-id"].value,
+                block_height=FLAGS["block-height"].value,
+                model_version=FLAGS["model-version"].value,
+            ),
+            timeout=FLAGS.timeout,
         ),
     }
     with grpc.insecure_channel(FLAGS.addr) as channel:
@@ -82,6 +104,8 @@ def main(argv):
         except grpc.RpcError as e:
             print(f"{command} failed: {e.code().name}: {e.details()}", file=sys.stderr)
             return 1
+    if command == "plan":
+        return _print_plan(pb, resp)
     print(json_format.MessageToJson(resp, preserving_proto_field_name=True, always_print_fields_with_no_presence=True))
     if command == "verify-determinism" and not resp.passed:
         print("verification FAILED", file=sys.stderr)
@@ -90,6 +114,27 @@ def main(argv):
         print(f"sidecar is {pb.HealthStatus.Name(resp.status)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _print_plan(pb, info) -> int:
+    """Prints the plan as JSON; 1 if an entry due soon is not verified."""
+    ready = (pb.MODEL_STATE_VERIFIED, pb.MODEL_STATE_ACTIVE)
+    highest, within = info.highest_block_height, FLAGS["due-within"].value
+    entries, late = [], []
+    for e in info.plan:
+        state = pb.ModelState.Name(e.state).removeprefix("MODEL_STATE_").lower()
+        entries.append({"version": e.version, "hash": e.hash, "activation_height": e.activation_height,
+                        "state": state, "reason": e.reason})
+        # Superseded entries (retired) only matter to a replay, which loads them.
+        if e.state not in ready and e.state != pb.MODEL_STATE_RETIRED and e.activation_height - highest <= within:
+            late.append(f"{e.version} activates at {e.activation_height} and is {state}"
+                        + (f": {e.reason}" if e.reason else ""))
+    print(json.dumps({"highest_block_height": highest, "plan_error": info.plan_error, "entries": entries}, indent=2))
+    for line in late:
+        print(f"NOT READY: {line} (highest height seen {highest}, --due-within={within})", file=sys.stderr)
+    if info.plan_error:
+        print(f"PLAN REFUSED (the previous plan is still in force): {info.plan_error}", file=sys.stderr)
+    return 1 if late or info.plan_error else 0
 
 
 if __name__ == "__main__":

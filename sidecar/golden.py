@@ -36,8 +36,8 @@ def vector_record(name: str, values: np.ndarray, raw: np.float32, without: dict[
     }
 
 
-def load_vectors(model_dir: str) -> list[dict[str, Any]]:
-    with open(os.path.join(model_dir, GOLDEN_FILE), encoding="utf-8") as f:
+def load_vectors(model_dir: str, file_name: str = GOLDEN_FILE) -> list[dict[str, Any]]:
+    with open(os.path.join(model_dir, file_name), encoding="utf-8") as f:
         return json.load(f)["vectors"]
 
 

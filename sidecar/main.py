@@ -18,6 +18,8 @@ from absl import logging
 
 from sidecar import determinism
 from sidecar import duration
+from sidecar import plan as plan_lib
+from sidecar import registry as registry_lib
 from sidecar import scorer as scorer_lib
 
 
@@ -32,6 +34,21 @@ flags.DEFINE_string(
 flags.DEFINE_string("model-version", "v1.0.0", "Model version the sidecar must load; start-up fails on any other.")
 flags.DEFINE_string(
     "expected-hash", "", "Pin the model hash (64 hex digits). Empty: only check against export_metadata.json."
+)
+flags.DEFINE_string(
+    "upgrade-plan", "",
+    "Upgrade plan (JSON) naming the model for each block height; replaces --model-path, --model-version and "
+    "--expected-hash. Re-read on SIGHUP and when it changes.",
+)
+duration.DEFINE_duration("plan-poll-interval", "10s", "How often the upgrade plan file is checked for changes.")
+flags.DEFINE_integer(
+    "retire-after-blocks", registry_lib.DEFAULT_RETIRE_AFTER_BLOCKS,
+    "Unload a model once its successor has been active for this many blocks (a replay loads it again).",
+)
+flags.DEFINE_integer("max-loaded-models", registry_lib.DEFAULT_MAX_LOADED, "Upper bound on models loaded at once.")
+flags.DEFINE_integer(
+    "upgrade-alert-blocks", 100,
+    "Published on /metrics: how many blocks before its activation a plan entry must be verified.",
 )
 flags.DEFINE_bool("force-cpu", True, "Run on CPU only. Must be true: GPU results are not reproducible across validators.")
 flags.DEFINE_integer(
@@ -88,6 +105,10 @@ flags.register_validator("model-version", bool, "must not be empty")
 flags.register_validator("timeout", lambda v: v > 0, "must be positive")
 flags.register_validator("grpc-workers", lambda v: 1 <= v <= 1024, "must be between 1 and 1024")
 flags.register_validator("max-concurrent-rpcs", lambda v: v >= 0, "must be >= 0")
+flags.register_validator("plan-poll-interval", lambda v: v > 0, "must be positive")
+flags.register_validator("retire-after-blocks", lambda v: v >= 0, "must be >= 0")
+flags.register_validator("max-loaded-models", lambda v: 1 <= v <= 16, "must be between 1 and 16")
+flags.register_validator("upgrade-alert-blocks", lambda v: v >= 0, "must be >= 0")
 
 
 def _grpc_address(text: str) -> str:
@@ -111,6 +132,19 @@ def _freeze_startup_heap() -> None:
                  time.monotonic() - t0)
 
 
+def _plan() -> plan_lib.Plan:
+    """The upgrade plan file, or the one-model plan of --model-path."""
+    path = FLAGS["upgrade-plan"].value
+    if not path:
+        return plan_lib.single(
+            FLAGS["model-path"].value, FLAGS["model-version"].value, FLAGS["expected-hash"].value or None
+        )
+    clash = [f"--{n}" for n in ("model-path", "model-version", "expected-hash") if FLAGS[n].present]
+    if clash:
+        raise plan_lib.PlanError(f"--upgrade-plan names the models and their hashes; drop {', '.join(clash)}")
+    return plan_lib.load(scorer_lib.workspace_path(path))
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -121,25 +155,32 @@ def main(argv):
     from sidecar import metrics as metrics_lib  # pylint: disable=import-outside-toplevel
     from sidecar import server as server_lib  # pylint: disable=import-outside-toplevel
 
-    model_path = FLAGS["model-path"].value
-    logging.info("veid-sidecar starting: model %s, version %s", model_path, FLAGS["model-version"].value)
+    metrics = metrics_lib.Metrics()
     try:
-        scorer = scorer_lib.Scorer.load(
-            model_path,
-            expected_hash=FLAGS["expected-hash"].value or None,
-            expected_version=FLAGS["model-version"].value,
-            force_cpu=FLAGS["force-cpu"].value,
+        plan = _plan()
+        logging.info("veid-sidecar starting: %s", plan.describe_heights())
+        registry = registry_lib.Registry(
+            plan,
+            max_loaded=FLAGS["max-loaded-models"].value,
+            retire_after_blocks=FLAGS["retire-after-blocks"].value,
+            poll_s=FLAGS["plan-poll-interval"].value,
+            observer=metrics,
         )
-    except scorer_lib.ScorerError as e:
+        registry.start()
+    except (plan_lib.PlanError, scorer_lib.ScorerError) as e:
         logging.error("refusing to start: %s", e)
         return 1
-    logging.info("self-check passed: model %s hash %s", scorer.model_version, scorer.model_hash)
+    for st in registry.statuses():
+        logging.info("plan entry %s from height %d: %s%s", st.entry.version, st.entry.activation_height,
+                     st.state.value, f" ({st.reason})" if st.reason else "")
+    logging.info("self-check passed: %s", ", ".join(f"{s.model_version} hash {s.model_hash}"
+                                                    for s in registry.loaded_scorers()))
     _freeze_startup_heap()
+    metrics.watch_plan(registry.statuses, lambda: registry.highest_height, FLAGS["upgrade-alert-blocks"].value)
 
-    metrics = metrics_lib.Metrics(scorer.model_version, scorer.model_hash)
     try:
         grpc_server, lifecycle, grpc_port = server_lib.build(
-            scorer,
+            registry,
             metrics,
             address=_grpc_address(FLAGS["grpc-addr"].value),
             timeout_s=FLAGS["timeout"].value,
@@ -153,7 +194,7 @@ def main(argv):
         http = metrics_lib.MetricsServer(host, port, metrics, lambda: lifecycle.serving)
     except (server_lib.BindError, OSError) as e:
         logging.error("refusing to start: %s", e)
-        scorer.close()
+        registry.close()
         return 1
 
     stop = threading.Event()
@@ -168,6 +209,7 @@ def main(argv):
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, lambda signum, frame: registry.request_reload())
 
     if FLAGS["testing-inject-latency"].value:
         logging.warning("--testing-inject-latency=%s: every ComputeScore is slowed down; never use this in production",
@@ -191,7 +233,7 @@ def main(argv):
     while not stopped.wait(0.5):
         pass
     http.stop()
-    scorer.close()
+    registry.close()
     logging.info("stopped")
     return 0
 

@@ -15,6 +15,7 @@ import time
 
 import prometheus_client
 from prometheus_client import exposition
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.utils import floatToGoString
 
 # Sub-millisecond resolution where the sidecar lives, up to the 2 s default timeout.
@@ -30,7 +31,7 @@ prometheus_client.disable_created_metrics()
 class Metrics:
     """Thread-safe; the record_* methods are on every request's path, so they stay small."""
 
-    def __init__(self, model_version: str, model_hash: str, window: int = LATENCY_WINDOW):
+    def __init__(self, window: int = LATENCY_WINDOW):
         self.registry = prometheus_client.CollectorRegistry(auto_describe=True)
         r = self.registry
         total = prometheus_client.Counter(
@@ -44,9 +45,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        prometheus_client.Gauge(
-            "veid_inference_model_info", "The loaded model (always 1).", ["version", "hash"], registry=r
-        ).labels(version=model_version, hash=model_hash).set(1)
+        self._rejections = prometheus_client.Counter(
+            "veid_inference_model_rejections",
+            "Upgrade-plan entries (or whole plans: reason invalid_plan / history_rewrite) that failed their checks.",
+            ["version", "reason"],
+            registry=r,
+        )
         self._healthy = prometheus_client.Gauge(
             "veid_inference_sidecar_healthy", "1 while serving, 0 before ready and while shutting down.", registry=r
         )
@@ -77,6 +81,19 @@ class Metrics:
         with self._lock:
             self._failed += 1
 
+    def record_rejection(self, version: str, reason: str) -> None:
+        self._rejections.labels(version=version, reason=reason).inc()
+
+    def watch_plan(self, statuses, highest_height, alert_blocks: int) -> None:
+        """Publishes the upgrade plan's entries at every scrape.
+
+        `statuses()` returns sidecar.registry.EntryStatus values and
+        `highest_height()` the highest block height requested (-1 before any);
+        `alert_blocks` is how many blocks before its activation an entry must
+        be verified (the UpgradeModelNotVerified alert compares against it).
+        """
+        self.registry.register(_PlanCollector(statuses, highest_height, alert_blocks))
+
     def set_healthy(self, healthy: bool) -> None:
         self._healthy.set(1 if healthy else 0)
 
@@ -105,6 +122,40 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return exposition.generate_latest(self.registry)
+
+
+class _PlanCollector:
+    """Reads the plan at scrape time, so /metrics can never lag behind a state change."""
+
+    def __init__(self, statuses, highest_height, alert_blocks: int):
+        self._statuses = statuses
+        self._highest = highest_height
+        self._alert_blocks = alert_blocks
+
+    def collect(self):
+        info = GaugeMetricFamily(
+            "veid_inference_model_info", "One series per upgrade-plan entry (always 1), labelled with its state.",
+            labels=["version", "hash", "activation_height", "state"],
+        )
+        heights = GaugeMetricFamily(
+            "veid_inference_model_activation_height", "Activation height of each upgrade-plan entry, by state.",
+            labels=["version", "hash", "state"],
+        )
+        for st in self._statuses():
+            e = st.entry
+            info.add_metric([e.version, st.model_hash, str(e.activation_height), st.state.value], 1)
+            heights.add_metric([e.version, st.model_hash, st.state.value], e.activation_height)
+        yield info
+        yield heights
+        yield GaugeMetricFamily(
+            "veid_inference_highest_block_height", "Highest block height of any request (-1 before the first).",
+            value=self._highest(),
+        )
+        yield GaugeMetricFamily(
+            "veid_inference_upgrade_alert_blocks",
+            "Blocks before activation by which an upgrade-plan entry must be verified (--upgrade-alert-blocks).",
+            value=self._alert_blocks,
+        )
 
 
 def rss_mb() -> float:

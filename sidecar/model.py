@@ -8,11 +8,13 @@ thread cost two cross-thread wake-ups per call, ~0.1 ms of a 0.2 ms call,
 without changing a bit: the kernels run on TF's own inter-op thread either way.)
 """
 
+import dataclasses
 import itertools
 import json
 import os
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -26,29 +28,69 @@ CONTRIBUTIONS_SIGNATURE = "contributions"
 INPUT_NAME = "features"
 OUTPUT_NAME = "trust_score"
 GROUP_SCORES_NAME = "group_scores"
-GOLDEN_FILE = "golden_vectors.json"
 
 
 class ModelError(RuntimeError):
-    """The model directory failed verification or could not be loaded."""
+    """The model directory failed verification or could not be loaded.
+
+    `kind` is a short, fixed word for metrics and for deciding what to tell
+    an operator: missing_files, invalid_metadata, hash_mismatch,
+    version_mismatch, tensorflow_version, load_error.
+    """
+
+    def __init__(self, message: str, kind: str = "load_error"):
+        super().__init__(message)
+        self.kind = kind
 
 
 class Busy(TimeoutError):
     """The model stayed busy with other calls for the whole timeout."""
 
 
-def read_metadata(path: str) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True, slots=True)
+class ModelFacts:
+    """What export_metadata.json says about a model; parsed once, read everywhere."""
+
+    version: str
+    model_hash: str
+    tensorflow_version: str
+    export_timestamp: str
+    pipeline_version: str
+    determinism: Mapping[str, Any]
+    golden_file: str
+
+
+_REQUIRED_STRINGS = ("version", "model_hash", "tensorflow_version", "export_timestamp", "pipeline_version")
+
+
+def read_facts(path: str) -> ModelFacts:
     meta_path = os.path.join(path, hashing.METADATA_FILE)
     try:
         with open(meta_path, encoding="utf-8") as f:
             meta = json.load(f)
     except FileNotFoundError:
-        raise ModelError(f"missing {meta_path}") from None
+        raise ModelError(f"missing {meta_path}", "missing_files") from None
     except (OSError, ValueError) as e:
-        raise ModelError(f"unreadable {meta_path}: {e}") from None
+        raise ModelError(f"unreadable {meta_path}: {e}", "invalid_metadata") from None
     if not isinstance(meta, dict):
-        raise ModelError(f"{meta_path} is not a JSON object")
-    return meta
+        raise ModelError(f"{meta_path} is not a JSON object", "invalid_metadata")
+    bad = [k for k in _REQUIRED_STRINGS if not isinstance(meta.get(k), str)]
+    golden_meta = meta.get("golden_vectors")
+    if not isinstance(golden_meta, dict) or not isinstance(golden_meta.get("file"), str):
+        bad.append("golden_vectors.file")
+    if not isinstance(meta.get("determinism"), dict):
+        bad.append("determinism")
+    if bad:
+        raise ModelError(f"{meta_path} lacks or mistypes {', '.join(bad)}", "invalid_metadata")
+    return ModelFacts(
+        version=meta["version"],
+        model_hash=meta["model_hash"],
+        tensorflow_version=meta["tensorflow_version"],
+        export_timestamp=meta["export_timestamp"],
+        pipeline_version=meta["pipeline_version"],
+        determinism=meta["determinism"],
+        golden_file=golden_meta["file"],
+    )
 
 
 def load_model(
@@ -65,39 +107,41 @@ def load_model(
     """
     timings = {} if timings is None else timings
     t0 = time.monotonic()
-    meta = read_metadata(path)
-    recorded = meta.get("model_hash")
+    facts = read_facts(path)
     try:
         actual = hashing.model_hash(path)
     except (hashing.ModelHashError, OSError) as e:
-        raise ModelError(f"cannot hash model directory {path}: {e}") from None
-    if actual != recorded:
+        raise ModelError(f"cannot hash model directory {path}: {e}", "missing_files") from None
+    if actual != facts.model_hash:
         raise ModelError(
-            f"model hash mismatch: {path} hashes to {actual} but {hashing.METADATA_FILE} records {recorded}"
+            f"model hash mismatch: {path} hashes to {actual} but {hashing.METADATA_FILE} records {facts.model_hash}",
+            "hash_mismatch",
         )
     if expected_hash is not None and actual != expected_hash:
-        raise ModelError(f"model hash mismatch: {path} hashes to {actual} but expected {expected_hash}")
-    version = meta.get("version")
-    if expected_version is not None and version != expected_version:
-        raise ModelError(f"model version mismatch: {path} is {version} but expected {expected_version}")
+        raise ModelError(f"model hash mismatch: {path} hashes to {actual} but expected {expected_hash}", "hash_mismatch")
+    if expected_version is not None and facts.version != expected_version:
+        raise ModelError(
+            f"model version mismatch: {path} is {facts.version} but expected {expected_version}", "version_mismatch"
+        )
     t1 = time.monotonic()
     timings["hash"] = t1 - t0
     tf = determinism.import_tensorflow()
     t2 = time.monotonic()
     timings["import_tensorflow"] = t2 - t1
-    if meta.get("tensorflow_version") != tf.__version__:
+    if facts.tensorflow_version != tf.__version__:
         raise ModelError(
-            f"TensorFlow version mismatch: model exported with {meta.get('tensorflow_version')} "
-            f"but running {tf.__version__}"
+            f"TensorFlow version mismatch: model exported with {facts.tensorflow_version} "
+            f"but running {tf.__version__}",
+            "tensorflow_version",
         )
-    model = TrustModel(path, meta, actual)
+    model = TrustModel(path, facts)
     timings["load"] = time.monotonic() - t2
     return model
 
 
 def load_for_export(path: str) -> "TrustModel":
     """Loads without verification; only for the exporter, before metadata exists."""
-    return TrustModel(path, None, None)
+    return TrustModel(path, None)
 
 
 class _DirectCall:
@@ -183,11 +227,11 @@ def _with_contributions(raw: np.float32, group_scores: np.ndarray) -> tuple[np.f
 class TrustModel:
     """A loaded model; callable from any thread, one TF call at a time."""
 
-    def __init__(self, path: str, metadata: dict[str, Any] | None, model_hash: str | None):
+    def __init__(self, path: str, facts: ModelFacts | None):
         self.path = path
-        self.metadata = metadata
-        self.hash = model_hash
-        self.version = metadata.get("version") if metadata else None
+        self.facts = facts
+        self.hash = facts.model_hash if facts else None
+        self.version = facts.version if facts else None
         self._lock = threading.Lock()
         self._closed = False
         tf = determinism.import_tensorflow()
@@ -195,7 +239,7 @@ class TrustModel:
         try:
             self._loaded = tf.saved_model.load(path)
         except Exception as e:  # TF raises a zoo of types for corrupt files.
-            raise ModelError(f"cannot load SavedModel from {path}: {e}") from None
+            raise ModelError(f"cannot load SavedModel from {path}: {e}", "load_error") from None
         sigs = self._loaded.signatures
         for name in (SERVING_SIGNATURE, CONTRIBUTIONS_SIGNATURE):
             if name not in sigs:
@@ -263,6 +307,10 @@ class TrustModel:
 
     def infer_with_contributions(self, values) -> tuple[np.float32, dict[str, np.float32]]:
         return self.run(F.validate(values), True)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
         """Waits for the call in progress; later calls raise ModelError."""

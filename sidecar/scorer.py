@@ -1,9 +1,11 @@
 """The in-process trust scorer: the one path from features to a verdict.
 
 The gRPC server is a thin mapping from this module's results to protobufs, and
-a chain node may embed the same object directly (see from_environment), so an
-embedded scorer and a sidecar cannot disagree: both run validate -> one
-batch-1 model call under the model's lock -> scoring.evaluate.
+a chain node may embed the same objects directly (sidecar.registry's
+from_environment), so an embedded scorer and a sidecar cannot disagree: both
+run validate -> one batch-1 model call under the model's lock ->
+scoring.evaluate. A Scorer is one verified model; sidecar.registry picks the
+Scorer for a block height.
 
 Loading refuses to return a scorer unless every start-up check passed: the
 determinism environment, the model hash (before TensorFlow is imported), the
@@ -44,20 +46,22 @@ def workspace_path(path: str) -> str:
 
 DEFAULT_VECTOR = "high_quality_verification"
 
-ENV_USE_TENSORFLOW = "VEID_USE_TENSORFLOW"
-ENV_MODEL_PATH = "VEID_INFERENCE_MODEL_PATH"
-ENV_MODEL_HASH = "VEID_INFERENCE_MODEL_HASH"
-ENV_MODEL_VERSION = "VEID_INFERENCE_MODEL_VERSION"
 
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
 
 FeatureError = F.FeatureError
 
 
 class ScorerError(RuntimeError):
-    """The scorer refused to start; the message names the failed check."""
+    """The scorer refused to start; the message names the failed check.
+
+    `kind` is model.ModelError's word for it, or determinism / self_check /
+    missing_files for the checks this module runs.
+    """
+
+    def __init__(self, message: str, kind: str = "load_error"):
+        super().__init__(message)
+        self.kind = kind
 
 
 class DeadlineExceeded(TimeoutError):
@@ -73,9 +77,13 @@ class UnknownVector(LookupError):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Score:
+    """The verdict and the model that produced it."""
+
     result: scoring.ScoreResult
     # Group name -> contribution, only when asked for.
     contributions: Mapping[str, np.float32] | None
+    model_version: str
+    model_hash: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -98,9 +106,9 @@ class Scorer:
         self._model = model
         self._vectors = {v["name"]: v for v in vectors}
         self.model_path = model.path
+        self.facts: model_lib.ModelFacts = model.facts
         self.model_hash: str = model.hash
         self.model_version: str = model.version
-        self.metadata: dict[str, Any] = model.metadata
 
     @classmethod
     def load(
@@ -119,8 +127,11 @@ class Scorer:
         try:
             logging.info("start-up 1/6: applying determinism environment %s", determinism.ENVIRONMENT)
             determinism.apply_environment()
+        except determinism.DeterminismError as e:
+            raise ScorerError(str(e), "determinism") from None
+        try:
             logging.info("start-up 2/6: checking %s against the determinism contract", model_path)
-            _check_recorded_determinism(model_lib.read_metadata(model_path))
+            _check_recorded_determinism(model_lib.read_facts(model_path))
             logging.info(
                 "start-up 3/6: verifying model hash (export_metadata.json%s), version%s and TensorFlow version",
                 f" and expected {expected_hash}" if expected_hash else "",
@@ -128,8 +139,8 @@ class Scorer:
             )
             timings: dict[str, float] = {}
             model = model_lib.load_model(model_path, expected_hash or None, expected_version or None, timings)
-        except (determinism.DeterminismError, model_lib.ModelError) as e:
-            raise ScorerError(str(e)) from None
+        except model_lib.ModelError as e:
+            raise ScorerError(str(e), e.kind) from None
         try:
             logging.info(
                 "start-up 4/6: loaded model %s (%s) from %s (hash %.3fs, TensorFlow import %.3fs, load %.3fs)",
@@ -137,27 +148,34 @@ class Scorer:
                 timings["hash"], timings["import_tensorflow"], timings["load"],
             )
             _check_no_gpu()
-            vectors = golden.load_vectors(model_path)
+            vectors = golden.load_vectors(model_path, model.facts.golden_file)
             logging.info("start-up 5/6: running %d golden vectors", len(vectors))
             problems = golden.check_all(model, vectors)
             problems += model.cross_check([v["features"] for v in vectors])
             if problems:
-                raise ScorerError(f"golden vector self-check failed ({len(problems)} mismatches): " + "; ".join(problems))
+                raise ScorerError(
+                    f"golden vector self-check failed ({len(problems)} mismatches): " + "; ".join(problems), "self_check"
+                )
             scorer = cls(model, vectors)
             logging.info("start-up 6/6: checking golden vectors through the serving path")
             for name in scorer.vector_names():
                 v = scorer.verify_vector(name)
                 if not v.passed:
-                    raise ScorerError(f"golden vector {name} through the serving path: " + "; ".join(v.differences))
+                    raise ScorerError(
+                        f"golden vector {name} through the serving path: " + "; ".join(v.differences), "self_check"
+                    )
         except BaseException as e:
             model.close()
             if isinstance(e, (OSError, ValueError, KeyError)):
-                raise ScorerError(f"cannot read golden vectors of {model_path}: {e}") from None
+                raise ScorerError(f"cannot read golden vectors of {model_path}: {e}", "missing_files") from None
             raise
         return scorer
 
     def vector_names(self) -> list[str]:
         return list(self._vectors)
+
+    def has_vector(self, name: str) -> bool:
+        return name in self._vectors
 
     def vector(self, name: str) -> dict[str, Any]:
         try:
@@ -188,8 +206,8 @@ class Scorer:
             raise DeadlineExceeded(f"inference finished after the {duration.format_seconds(timeout)} left for it")
         if contributions:
             raw, contrib = out
-            return Score(scoring.evaluate(arr, raw), contrib)
-        return Score(scoring.evaluate(arr, out), None)
+            return Score(scoring.evaluate(arr, raw), contrib, self.model_version, self.model_hash)
+        return Score(scoring.evaluate(arr, out), None, self.model_version, self.model_hash)
 
     def verify_vector(self, name: str, deadline: float | None = None) -> Verification:
         """Runs a golden vector through score() and lists every field that differs."""
@@ -230,6 +248,10 @@ class Scorer:
             diffs.append(f"exact_output_hash differs between runs: {first.exact_output_hash} then {second.exact_output_hash}")
         return Verification(same, first.output_hash, "", tuple(diffs), "")
 
+    @property
+    def closed(self) -> bool:
+        return self._model.closed
+
     def close(self) -> None:
         self._model.close()
 
@@ -240,49 +262,19 @@ class Scorer:
         self.close()
 
 
-def _check_recorded_determinism(meta: dict[str, Any]) -> None:
+def _check_recorded_determinism(facts: model_lib.ModelFacts) -> None:
     # The model's outputs were recorded under these settings; serving under
     # others would produce different bits for the same hash.
-    recorded = meta.get("determinism")
     want = determinism.settings()
-    if recorded != want:
-        raise ScorerError(f"export_metadata.json records determinism settings {recorded} but this sidecar enforces {want}")
+    if facts.determinism != want:
+        raise ScorerError(
+            f"export_metadata.json records determinism settings {facts.determinism} but this sidecar enforces {want}",
+            "determinism",
+        )
 
 
 def _check_no_gpu() -> None:
     tf = determinism.import_tensorflow()
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
-        raise ScorerError(f"GPU visible to TensorFlow ({[g.name for g in gpus]}) although CPU is forced")
-
-
-def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    text = env.get(name, "").strip().lower()
-    if not text:
-        return default
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ScorerError(f"{name}={env[name]!r} is not a boolean (use true or false)")
-
-
-def from_environment(environ: Mapping[str, str] | None = None) -> Scorer:
-    """Builds a scorer for embedding in another process, configured by environment.
-
-    VEID_USE_TENSORFLOW (default true; false is refused: there is no other
-    scorer that agrees with the network), VEID_INFERENCE_MODEL_PATH (default
-    models/trust_score), VEID_INFERENCE_MODEL_HASH (optional pin),
-    VEID_INFERENCE_MODEL_VERSION (optional pin).
-    """
-    env = os.environ if environ is None else environ
-    if not _env_bool(env, ENV_USE_TENSORFLOW, True):
-        raise ScorerError(
-            f"{ENV_USE_TENSORFLOW}={env[ENV_USE_TENSORFLOW]!r}: this scorer only runs the TensorFlow model; "
-            "a different scorer would disagree with the network"
-        )
-    return Scorer.load(
-        env.get(ENV_MODEL_PATH) or DEFAULT_MODEL_PATH,
-        expected_hash=env.get(ENV_MODEL_HASH) or None,
-        expected_version=env.get(ENV_MODEL_VERSION) or None,
-    )
+        raise ScorerError(f"GPU visible to TensorFlow ({[g.name for g in gpus]}) although CPU is forced", "determinism")

@@ -22,6 +22,7 @@ from inference.v1 import inference_pb2_grpc as pb_grpc
 from sidecar import determinism
 from sidecar import features as F
 from sidecar import metrics as metrics_lib
+from sidecar import registry as registry_lib
 from sidecar import scorer as scorer_lib
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InferenceService"].full_name
@@ -68,10 +69,36 @@ class Lifecycle:
         self._metrics.set_healthy(False)
 
 
+_STATES = {
+    registry_lib.State.PENDING: pb.MODEL_STATE_PENDING,
+    registry_lib.State.VERIFIED: pb.MODEL_STATE_VERIFIED,
+    registry_lib.State.ACTIVE: pb.MODEL_STATE_ACTIVE,
+    registry_lib.State.RETIRED: pb.MODEL_STATE_RETIRED,
+    registry_lib.State.REJECTED: pb.MODEL_STATE_REJECTED,
+}
+
+
+def _determinism_config() -> pb.DeterminismConfig:
+    s = determinism.settings()
+    return pb.DeterminismConfig(
+        force_cpu=determinism.ENVIRONMENT["CUDA_VISIBLE_DEVICES"] == "-1",
+        random_seed=s["seed"],
+        inter_op_parallelism=s["inter_op_threads"],
+        intra_op_parallelism=s["intra_op_threads"],
+        deterministic_ops=s["op_determinism"],
+    )
+
+
+def _block_height(metadata: pb.InferenceMetadata) -> int | None:
+    # proto3 cannot tell 0 from unset, and a chain's heights start at 1, so 0
+    # means "no height": serving it as height 0 could pick the wrong model.
+    return metadata.block_height or None
+
+
 class InferenceServicer(pb_grpc.InferenceServiceServicer):
     def __init__(
         self,
-        scorer: scorer_lib.Scorer,
+        registry: registry_lib.Registry,
         metrics: metrics_lib.Metrics,
         lifecycle: Lifecycle,
         *,
@@ -79,31 +106,13 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         started: float,
         inject_latency_s: float = 0.0,
     ):
-        self._scorer = scorer
+        self._registry = registry
         self._metrics = metrics
         self._lifecycle = lifecycle
         self._timeout = timeout_s
         self._started = started
         self._inject = inject_latency_s
-        meta = scorer.metadata
-        s = determinism.settings()
-        # Immutable for the life of the process, so built once.
-        self._model_info = pb.GetModelInfoResponse(
-            version=scorer.model_version,
-            hash=scorer.model_hash,
-            input_dim=F.FEATURE_DIM,
-            output_dim=OUTPUT_DIM,
-            tensorflow_version=str(meta.get("tensorflow_version", "")),
-            export_timestamp=str(meta.get("export_timestamp", "")),
-            pipeline_version=str(meta.get("pipeline_version", "")),
-            determinism_config=pb.DeterminismConfig(
-                force_cpu=determinism.ENVIRONMENT["CUDA_VISIBLE_DEVICES"] == "-1",
-                random_seed=s["seed"],
-                inter_op_parallelism=s["inter_op_threads"],
-                intra_op_parallelism=s["intra_op_threads"],
-                deterministic_ops=s["op_determinism"],
-            ),
-        )
+        self._determinism = _determinism_config()
 
     def _deadline(self, start: float, context: grpc.ServicerContext) -> float:
         deadline = start + self._timeout
@@ -121,19 +130,27 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
     def ComputeScore(self, request, context):  # pylint: disable=invalid-name
         start = time.monotonic()
         deadline = self._deadline(start, context)
+        rid = request.metadata.request_id
         try:
             if self._inject:
                 time.sleep(max(0.0, min(self._inject, deadline - time.monotonic())))
             # One C-level conversion of the repeated field; validate() copies it once more.
-            s = self._scorer.score(
-                np.asarray(request.features, dtype=np.float32), request.return_contributions, deadline
+            s = self._registry.score(
+                np.asarray(request.features, dtype=np.float32), request.return_contributions, deadline,
+                _block_height(request.metadata),
             )
-        except F.FeatureError as e:
+        except (F.FeatureError, registry_lib.InvalidHeight) as e:
             self._metrics.record_failure()
-            self._reject(context, "ComputeScore", grpc.StatusCode.INVALID_ARGUMENT, str(e), request.metadata.request_id)
+            self._reject(context, "ComputeScore", grpc.StatusCode.INVALID_ARGUMENT, str(e), rid)
+        except registry_lib.NeedsHeight as e:
+            self._metrics.record_failure()
+            self._reject(context, "ComputeScore", grpc.StatusCode.FAILED_PRECONDITION, str(e), rid)
+        except registry_lib.Unavailable as e:
+            self._metrics.record_failure()
+            self._reject(context, "ComputeScore", grpc.StatusCode.UNAVAILABLE, str(e), rid)
         except scorer_lib.DeadlineExceeded as e:
             self._metrics.record_failure()
-            self._reject(context, "ComputeScore", grpc.StatusCode.DEADLINE_EXCEEDED, str(e), request.metadata.request_id)
+            self._reject(context, "ComputeScore", grpc.StatusCode.DEADLINE_EXCEEDED, str(e), rid)
         except Exception as e:  # pylint: disable=broad-except
             self._metrics.record_failure()
             logging.exception("ComputeScore failed")
@@ -145,8 +162,8 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             confidence=r.confidence,
             input_hash=r.input_hash,
             output_hash=r.output_hash,
-            model_version=self._scorer.model_version,
-            model_hash=self._scorer.model_hash,
+            model_version=s.model_version,
+            model_hash=s.model_hash,
             reason_codes=r.reason_codes,
             exact_output_hash=r.exact_output_hash,
         )
@@ -159,30 +176,55 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         return resp
 
     def GetModelInfo(self, request, context):  # pylint: disable=invalid-name
-        return self._model_info
+        reg = self._registry
+        entry, scorer = reg.current()
+        facts = scorer.facts if scorer is not None else None
+        resp = pb.GetModelInfoResponse(
+            version=entry.version,
+            hash=facts.model_hash if facts else entry.expected_hash or "",
+            input_dim=F.FEATURE_DIM,
+            output_dim=OUTPUT_DIM,
+            determinism_config=self._determinism,
+            highest_block_height=reg.highest_height,
+            plan_error=reg.plan_error,
+        )
+        if facts:
+            resp.tensorflow_version = facts.tensorflow_version
+            resp.export_timestamp = facts.export_timestamp
+            resp.pipeline_version = facts.pipeline_version
+        for st in reg.statuses():
+            resp.plan.add(
+                version=st.entry.version,
+                hash=st.model_hash,
+                activation_height=st.entry.activation_height,
+                state=_STATES[st.state],
+                reason=st.reason,
+            )
+        return resp
 
     def HealthCheck(self, request, context):  # pylint: disable=invalid-name
         serving = self._lifecycle.serving
+        version, model_hash = self._current_model()
         return pb.HealthCheckResponse(
             status=pb.HEALTH_STATUS_HEALTHY if serving else pb.HEALTH_STATUS_UNHEALTHY,
-            model_loaded=True,
-            model_version=self._scorer.model_version,
-            model_hash=self._scorer.model_hash,
+            model_loaded=self._registry.current()[1] is not None,
+            model_version=version,
+            model_hash=model_hash,
             uptime_seconds=int(time.monotonic() - self._started),
             last_inference_timestamp=rfc3339(self._metrics.last_success),
             error_message="" if serving else self._lifecycle.reason,
         )
-
     def GetMetrics(self, request, context):  # pylint: disable=invalid-name
         snap = self._metrics.snapshot()
+        version, model_hash = self._current_model()
         return pb.GetMetricsResponse(
             total_inferences=snap["total"],
             successful_inferences=snap["successful"],
             failed_inferences=snap["failed"],
             average_latency_ms=snap["average_latency_ms"],
             p99_latency_ms=snap["p99_latency_ms"],
-            model_version=self._scorer.model_version,
-            model_hash=self._scorer.model_hash,
+            model_version=version,
+            model_hash=model_hash,
             uptime_seconds=int(time.monotonic() - self._started),
             memory_usage_mb=metrics_lib.rss_mb(),
             latency_histogram=snap["latency_histogram"],
@@ -192,23 +234,28 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         start = time.monotonic()
         deadline = self._deadline(start, context)
         rpc = "VerifyDeterminism"
+        pick = {"version": request.model_version or None, "block_height": request.block_height or None}
         try:
             if request.custom_input:
                 if request.test_vector_id:
                     self._reject(context, rpc, grpc.StatusCode.INVALID_ARGUMENT,
                                  "set either test_vector_id or custom_input, not both")
-                v = self._scorer.verify_custom(
-                    np.asarray(request.custom_input, dtype=np.float32), request.expected_output_hash, deadline
+                v = self._registry.verify_custom(
+                    np.asarray(request.custom_input, dtype=np.float32), request.expected_output_hash, deadline, **pick
                 )
             else:
                 if request.expected_output_hash:
                     self._reject(context, rpc, grpc.StatusCode.INVALID_ARGUMENT,
                                  "expected_output_hash needs custom_input; a test vector carries its own expectation")
-                v = self._scorer.verify_vector(request.test_vector_id or scorer_lib.DEFAULT_VECTOR, deadline)
+                v = self._registry.verify_vector(request.test_vector_id or scorer_lib.DEFAULT_VECTOR, deadline, **pick)
         except F.FeatureError as e:
             self._reject(context, rpc, grpc.StatusCode.INVALID_ARGUMENT, f"custom_input: {e}")
-        except scorer_lib.UnknownVector as e:
+        except registry_lib.InvalidHeight as e:
+            self._reject(context, rpc, grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        except (scorer_lib.UnknownVector, registry_lib.UnknownVersion) as e:
             self._reject(context, rpc, grpc.StatusCode.NOT_FOUND, str(e))
+        except registry_lib.Unavailable as e:
+            self._reject(context, rpc, grpc.StatusCode.UNAVAILABLE, str(e))
         except scorer_lib.DeadlineExceeded as e:
             self._reject(context, rpc, grpc.StatusCode.DEADLINE_EXCEEDED, str(e))
         if not v.passed:
@@ -221,13 +268,19 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             test_vector_id=v.test_vector_id,
         )
 
+    def _current_model(self) -> tuple[str, str]:
+        entry, scorer = self._registry.current()
+        if scorer is not None:
+            return scorer.model_version, scorer.model_hash
+        return entry.version, entry.expected_hash or ""
+
 
 class BindError(RuntimeError):
     """The gRPC address could not be bound."""
 
 
 def build(
-    scorer: scorer_lib.Scorer,
+    registry: registry_lib.Registry,
     metrics: metrics_lib.Metrics,
     *,
     address: str,
@@ -250,7 +303,7 @@ def build(
     lifecycle = Lifecycle(health_servicer, metrics)
     pb_grpc.add_InferenceServiceServicer_to_server(
         InferenceServicer(
-            scorer, metrics, lifecycle, timeout_s=timeout_s, started=started, inject_latency_s=inject_latency_s
+            registry, metrics, lifecycle, timeout_s=timeout_s, started=started, inject_latency_s=inject_latency_s
         ),
         server,
     )

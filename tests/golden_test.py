@@ -88,7 +88,7 @@ def test_result_types(model, vectors):
     raw = model.infer(vectors[0]["features"])
     assert isinstance(raw, np.float32)
     assert model.version == "v1.0.0" and len(model.hash) == 64
-    assert model.metadata["model_hash"] == model.hash
+    assert model.facts.model_hash == model.hash and model.facts.version == model.version
 
 
 def test_invalid_features_are_refused(model):
@@ -139,7 +139,7 @@ def copy(tmp_path):
 
 
 def _recorded_hash(path):
-    return model_lib.read_metadata(path)["model_hash"]
+    return model_lib.read_facts(path).model_hash
 
 
 def test_refuses_tampered_weights(copy):
@@ -150,7 +150,7 @@ def test_refuses_tampered_weights(copy):
     actual = hashing.model_hash(copy)
     with pytest.raises(model_lib.ModelError) as e:
         model_lib.load_model(copy)
-    assert recorded in str(e.value) and actual in str(e.value)
+    assert recorded in str(e.value) and actual in str(e.value) and e.value.kind == "hash_mismatch"
 
 
 def test_refuses_wrong_expected_hash(copy):
@@ -172,8 +172,9 @@ def test_refuses_other_tensorflow_version(copy):
     meta["tensorflow_version"] = "0.0.1"
     with open(meta_path, "w", encoding="utf-8") as f:
         json.dump(meta, f)
-    with pytest.raises(model_lib.ModelError, match="0.0.1"):
+    with pytest.raises(model_lib.ModelError, match="0.0.1") as e:
         model_lib.load_model(copy)
+    assert e.value.kind == "tensorflow_version"
 
 
 def test_refuses_missing_metadata(copy):

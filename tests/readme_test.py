@@ -89,8 +89,7 @@ def run(label: str, args: list[str], workspace: str, timeout: float = TIMEOUT_S,
 def workspace():
     """What `bazel run` binaries read through BUILD_WORKSPACE_DIRECTORY, as real files."""
     root = sidecar_process.tmpdir("workspace-")
-    os.makedirs(os.path.join(root, "models"))
-    committed_model.copy_model(os.path.join(root, "models"))
+    committed_model.copy_models(root)  # root/models: every released model and plan
     os.makedirs(os.path.join(root, "proto", "inference", "v1"))
     shutil.copy("proto/inference/v1/inference.proto", os.path.join(root, "proto", "inference", "v1"))
     for name in ("image/DIGEST", "image/manifest.json", "deploy/docker-compose.yml", "deploy/k8s/validator-pod.yaml"):
@@ -187,12 +186,13 @@ def test_readme_client_lines(sidecar, workspace):
         json.loads(out.stdout)  # the response, as JSON
 
 
-def test_readme_model_hash_line(workspace):
-    (args,) = bazel_run_commands("//sidecar:model_hash")
-    out = run("//sidecar:model_hash", args, workspace)
-    assert out.returncode == 0, out.stderr
-    with open(os.path.join(workspace, "models", "trust_score", "export_metadata.json"), encoding="utf-8") as f:
-        assert out.stdout.split() == [json.load(f)["model_hash"]], out.stdout
+def test_readme_model_hash_lines(workspace):
+    for args in bazel_run_commands("//sidecar:model_hash"):
+        out = run("//sidecar:model_hash", args, workspace)
+        assert out.returncode == 0, out.stderr
+        (model_dir,) = args
+        with open(os.path.join(workspace, model_dir, "export_metadata.json"), encoding="utf-8") as f:
+            assert out.stdout.split() == [json.load(f)["model_hash"]], (args, out.stdout)
 
 
 def test_readme_cross_cpu_native_line(workspace):

@@ -1,8 +1,9 @@
-"""Retraining inside the build reproduces the committed model bit for bit.
+"""Retraining inside the build reproduces every committed model bit for bit.
 
-//models:trust_score (and its _avx2, _avx, _sse41 twins, trained with oneDNN
-capped to older CPUs' ISAs) run models/train.py as Bazel actions; this test
-compares each output with the committed models/trust_score file by file.
+//models:trust_score and //models:trust_score_v1_1 (and their _avx2, _avx,
+_sse41 twins, trained with oneDNN capped to older CPUs' ISAs) run
+models/train.py as Bazel actions; this test compares each output with the
+committed models/<name> file by file.
 """
 
 import filecmp
@@ -18,12 +19,8 @@ from ops import committed_model
 from sidecar import determinism
 from sidecar import hashing
 
-RETRAINED = {
-    "native": "models/retrained/trust_score",
-    "AVX2": "models/retrained/trust_score_avx2",
-    "AVX": "models/retrained/trust_score_avx",
-    "SSE41": "models/retrained/trust_score_sse41",
-}
+MODELS = ("trust_score", "trust_score_v1_1")
+ISAS = {"native": "", "AVX2": "_avx2", "AVX": "_avx", "SSE41": "_sse41"}
 
 
 def child_pythonpath() -> str:
@@ -32,9 +29,10 @@ def child_pythonpath() -> str:
     return os.pathsep.join([os.getcwd()] + [p for p in sys.path if p])
 
 
-@pytest.fixture(scope="module")
-def committed(tmp_path_factory):
-    return committed_model.copy_model(str(tmp_path_factory.mktemp("committed")))
+@pytest.fixture(scope="module", params=MODELS)
+def committed(request, tmp_path_factory):
+    src = os.path.join("models", request.param)
+    return request.param, committed_model.copy_model(str(tmp_path_factory.mktemp("committed")), src)
 
 
 def _all_files(root: str) -> list[str]:
@@ -43,13 +41,14 @@ def _all_files(root: str) -> list[str]:
     )
 
 
-@pytest.mark.parametrize("isa", sorted(RETRAINED))
+@pytest.mark.parametrize("isa", sorted(ISAS))
 def test_retrain_is_bit_identical(committed, tmp_path, isa):
-    out = committed_model.copy_model(str(tmp_path), RETRAINED[isa])
-    assert hashing.model_hash(out) == hashing.model_hash(committed)
-    files = _all_files(committed)
+    name, committed_dir = committed
+    out = committed_model.copy_model(str(tmp_path), f"models/retrained/{name}{ISAS[isa]}")
+    assert hashing.model_hash(out) == hashing.model_hash(committed_dir)
+    files = _all_files(committed_dir)
     assert _all_files(out) == files
-    _, mismatch, errors = filecmp.cmpfiles(committed, out, files, shallow=False)
+    _, mismatch, errors = filecmp.cmpfiles(committed_dir, out, files, shallow=False)
     assert (mismatch, errors) == ([], []), f"differs from the committed model: {mismatch + errors}"
 
 
@@ -88,7 +87,7 @@ def test_isa_caps_are_effective():
 
 
 def test_determinism_settings_recorded(committed):
-    with open(os.path.join(committed, "export_metadata.json"), encoding="utf-8") as f:
+    with open(os.path.join(committed[1], "export_metadata.json"), encoding="utf-8") as f:
         meta = json.load(f)
     assert meta["determinism"] == determinism.settings()
 

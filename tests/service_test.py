@@ -38,6 +38,10 @@ FAMILIES = {
     "veid_inference",  # exposed as veid_inference_total
     "veid_inference_latency_seconds",
     "veid_inference_model_info",
+    "veid_inference_model_activation_height",
+    "veid_inference_highest_block_height",
+    "veid_inference_upgrade_alert_blocks",
+    "veid_inference_model_rejections",  # no samples until a plan entry is rejected
     "veid_inference_sidecar_healthy",
     "veid_inference_score_distribution",
 }
@@ -377,8 +381,9 @@ def test_metrics_move_with_successes_and_errors(stub, sidecar, vectors, metadata
     assert p1["veid_inference_latency_seconds"].type == "histogram"
     assert p1["veid_inference_score_distribution"].type == "histogram"
     assert p1["veid_inference_model_info"].type == "gauge"
+    # Without --upgrade-plan: a one-entry plan, active from height 0.
     assert sample(p1, "veid_inference_model_info", "veid_inference_model_info",
-                  version=metadata["version"], hash=metadata["model_hash"]) == 1
+                  version=metadata["version"], hash=metadata["model_hash"], activation_height="0", state="active") == 1
     assert sample(p1, "veid_inference_sidecar_healthy", "veid_inference_sidecar_healthy") == 1
 
     # GetMetrics' histogram is the Prometheus one: same buckets, same counts.
