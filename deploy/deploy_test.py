@@ -55,5 +55,19 @@ def test_deploy_files_pin_the_committed_image_digest(path):
     assert refs and set(refs) == {digest}, f"{path} pins {refs}, image/DIGEST is {digest}"
 
 
+def test_network_policy_restricts_exactly_the_sidecar_ports():
+    with open("deploy/k8s/validator-pod.yaml") as f:
+        pod_ports = {int(p) for p in re.findall(r"containerPort: (\d+)", f.read())}
+    with open("deploy/k8s/network-policy.yaml") as f:
+        rules = f.read().split("    - from:")[1:]
+    # The last rule (no "from") opens ranges; the ones before name one sidecar port each.
+    restricted = {int(p) for rule in rules for p in re.findall(r"\bport: (\d+)", rule.split("    - ports:")[0])}
+    assert restricted == pod_ports
+    open_rule = rules[-1].split("    - ports:")[1]
+    tcp = re.findall(r"protocol: TCP\s+port: (\d+)\s+endPort: (\d+)", open_rule)
+    opened = {p for lo, hi in tcp for p in range(int(lo), int(hi) + 1)}
+    assert opened == set(range(1, 65536)) - pod_ports
+
+
 if __name__ == "__main__":
     raise SystemExit(pytest.main([__file__, "-q", "-p", "no:cacheprovider"]))

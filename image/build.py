@@ -2,7 +2,7 @@
 
   build.py --repo ROOT --stub F... --deb F... --wheel F... --out OCI_DIR [--digest-file F]
 
-ROOT holds image/image.json, sidecar/*.py and models/trust_score; --stub are
+ROOT holds image/image.json, sidecar/*.py, models/trust_score and models/plan.json; --stub are
 the generated inference/v1 modules; --deb every .deb of
 third_party/debian/packages.lock.json; --wheel every wheel of the lock (only
 image.json's python_runtime set goes in). Everything that decides the image's
@@ -89,8 +89,11 @@ def spec(repo, stubs, debs, wheels):
             {"name": "base", "generated": "base", "ca_certificates_deb": ca[0]},
             {"name": "python", "wheels": runtime_wheels(wheels, image["python_runtime"]),
              "site_packages": image["site_packages"]},
+            # The model and the plan that serves it for every height; an
+            # operator mounting their own /models brings their own plan.
             {"name": "model", "dir": {"dest": image["model_dir"],
-                                      "src": os.path.join(repo, "models", "trust_score")}},
+                                      "src": os.path.join(repo, "models", "trust_score")},
+             "files": {image["plan"]: os.path.join(repo, "models", "plan.json")}},
             # Modules, not programs: 0644 whatever mode the build tool left.
             {"name": "app", "files": app_files(repo, stubs, image["app_dir"]), "file_mode": "0644"},
         ],

@@ -78,11 +78,8 @@ def rootfs():
     return root, config
 
 
-@pytest.fixture(scope="module")
-def image_sidecar(rootfs):
-    root, config = rootfs
-    assert config["User"] == str(_NONROOT)
-    log_path = os.path.join(os.path.dirname(root), "sidecar.log")
+def start_image_sidecar(root, config, log_path):
+    """The image's own entrypoint, chrooted as its user; returns (process, stub, channel) once SERVING."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [tool("chroot"), f"--userspec={_NONROOT}:{_NONROOT}", root, *config["Entrypoint"]],
@@ -93,6 +90,7 @@ def image_sidecar(rootfs):
     deadline = time.monotonic() + sidecar_process.START_TIMEOUT_S
     while True:
         if proc.poll() is not None:
+            channel.close()
             pytest.fail(f"image sidecar exited with {proc.returncode}:\n{open(log_path).read()}")
         try:
             if health.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
@@ -101,7 +99,16 @@ def image_sidecar(rootfs):
             pass
         assert time.monotonic() < deadline, open(log_path).read()
         time.sleep(0.5)
-    yield proc, pb_grpc.InferenceServiceStub(channel), log_path
+    return proc, pb_grpc.InferenceServiceStub(channel), channel
+
+
+@pytest.fixture(scope="module")
+def image_sidecar(rootfs):
+    root, config = rootfs
+    assert config["User"] == str(_NONROOT)
+    log_path = os.path.join(os.path.dirname(root), "sidecar.log")
+    proc, stub, channel = start_image_sidecar(root, config, log_path)
+    yield proc, stub, log_path
     channel.close()
     if proc.poll() is None:
         proc.kill()
@@ -157,6 +164,40 @@ def test_sigterm_exits_zero(image_sidecar):
     proc, _, log_path = image_sidecar
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(60) == 0, open(log_path).read()
+
+
+def test_mounted_models_directory_switches_model_at_the_plan_height(image_sidecar, rootfs):
+    """As deploy/docker-compose.yml runs it: the operator's ./models mounted
+    read-only over /models, with their plan as /models/plan.json."""
+    proc, _, _ = image_sidecar
+    assert proc.poll() is not None, "runs after test_sigterm_exits_zero: port 50051 must be free"
+    root, config = rootfs
+    models = committed_model.copy_models(sidecar_process.tmpdir("image-models-"))
+    shutil.copyfile(os.path.join(models, "plan.example.json"), os.path.join(models, "plan.json"))
+    with open(os.path.join(models, "plan.json")) as f:
+        entries = json.load(f)["entries"]
+    height = entries[1]["activation_height"]
+    target = os.path.join(root, "models")
+    sh("mount", "--bind", models, target)
+    sh("mount", "-o", "remount,bind,ro", target)
+    log_path = os.path.join(os.path.dirname(root), "sidecar-mounted.log")
+    proc, stub, channel = start_image_sidecar(root, config, log_path)
+    try:
+        for block_height, entry, model_dir in ((height - 1, entries[0], "trust_score"),
+                                               (height, entries[1], "trust_score_v1_1"),
+                                               (height + 1, entries[1], "trust_score_v1_1")):
+            for v in golden.load_vectors(os.path.join(models, model_dir)):
+                r = stub.ComputeScore(pb.ComputeScoreRequest(
+                    features=v["features"], metadata=pb.InferenceMetadata(block_height=block_height)), timeout=30)
+                assert (r.model_version, r.model_hash) == (entry["version"], entry["expected_hash"])
+                assert (r.output_hash, r.exact_output_hash) == (v["output_hash"], v["exact_output_hash"]), v["name"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, open(log_path).read()
+    finally:
+        channel.close()
+        if proc.poll() is None:
+            proc.kill()
+        sh("umount", target)
 
 
 def main():

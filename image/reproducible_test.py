@@ -18,7 +18,7 @@ import pytest
 
 _BUILD = os.path.join("image", "build.py")
 _SOURCES = ["image/image.json", "image/build.py", "image/assemble.py", "third_party/debian/deb.py", "sidecar",
-            "models/trust_score"]
+            "models/trust_score", "models/plan.json"]
 _RUNS = [
     {"umask": 0o022, "mtime": 0, "env": {"TZ": "UTC", "LC_ALL": "C"}},
     {"umask": 0o077, "mtime": 1234567890, "env": {"TZ": "America/St_Johns", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}},
@@ -58,7 +58,7 @@ def build(tmp, run):
     extra = os.path.join(tmp, "inputs")
     os.makedirs(extra)
     debs = [shutil.copy(d, extra) for d in inputs(os.path.join(os.environ["TEST_SRCDIR"], "debian", "debs", "*.deb"))]
-    wheels = [shutil.copy(w, extra) for w in inputs(os.path.join(os.environ["TEST_SRCDIR"], "pypi", "wheels", "*.whl"))]
+    wheels = [shutil.copy(w, extra) for w in inputs(os.path.join(os.environ["TEST_SRCDIR"], "wheelhouse", "wheels", "*.whl"))]
     for path in stubs + debs + wheels:
         os.utime(path, (run["mtime"], run["mtime"]))
     cmd = [sys.executable] + (["-S"] if sys.flags.no_site else []) + [os.path.join(repo, _BUILD), "--repo", repo]

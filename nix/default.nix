@@ -96,7 +96,7 @@ let
     builtins.elem rel [
       "image" "image/build.py" "image/assemble.py" "image/image.json"
       "third_party" "third_party/debian" "third_party/debian/deb.py"
-      "sidecar" "models" "models/trust_score"
+      "sidecar" "models" "models/trust_score" "models/plan.json"
     ]
     || hasPrefix "models/trust_score/" rel
     || (dirOf rel == "sidecar" && type == "regular" && hasSuffix ".py" rel));

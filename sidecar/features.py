@@ -52,6 +52,34 @@ RESERVED = slice(538, 543)
 PADDING = slice(543, 768)
 
 
+class SlotRange(NamedTuple):
+    """The values a well-formed producer writes into `indices` (inclusive bounds).
+
+    Documentation and test input only: the service does not enforce it. Any
+    finite value gets a verdict (sidecar/scoring.py saturates), because
+    rejecting values outside these ranges would change answers the network
+    already gives (e.g. to the standard-normal vectors of the cross-CPU check).
+    """
+
+    name: str
+    indices: slice
+    low: float
+    high: float
+
+
+SLOT_RANGES: tuple[SlotRange, ...] = (
+    SlotRange("face_embedding", FACE_EMBEDDING, -1.0, 1.0),
+    SlotRange("doc_quality_block", DOC_QUALITY_BLOCK, 0.0, 1.0),
+    SlotRange("ocr", OCR_BLOCK, 0.0, 1.0),
+    SlotRange("scope_count", slice(SCOPE_COUNT, SCOPE_COUNT + 1), 0.0, 1.0),
+    SlotRange("scope_one_hot", SCOPE_ONE_HOT, 0.0, 1.0),
+    SlotRange("face_confidence", slice(FACE_CONFIDENCE, FACE_CONFIDENCE + 1), 0.0, 1.0),
+    SlotRange("block_height", slice(BLOCK_HEIGHT, BLOCK_HEIGHT + 1), 0.0, 1.0),
+    SlotRange("reserved", RESERVED, 0.0, 0.0),
+    SlotRange("padding", PADDING, 0.0, 0.0),
+)
+
+
 class ContributionGroup(NamedTuple):
     name: str
     indices: tuple[int, ...]

@@ -18,8 +18,10 @@ from absl import logging
 
 from sidecar import determinism
 from sidecar import duration
+from sidecar import http_server
 from sidecar import plan as plan_lib
 from sidecar import registry as registry_lib
+from sidecar import reject_log
 from sidecar import scorer as scorer_lib
 
 
@@ -67,6 +69,9 @@ duration.DEFINE_duration(
 )
 
 FLAGS = flags.FLAGS
+# Defined next to the code they configure; listed in --help with the rest.
+flags.adopt_module_key_flags(http_server)
+flags.adopt_module_key_flags(reject_log)
 
 _ADDRESS = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]*):(?P<port>\d{1,5})$")
 _LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
@@ -191,7 +196,11 @@ def main(argv):
             inject_latency_s=FLAGS["testing-inject-latency"].value,
         )
         host, port = parse_address(FLAGS["metrics-addr"].value)
-        http = metrics_lib.MetricsServer(host, port, metrics, lambda: lifecycle.serving)
+        http = http_server.MetricsServer(
+            host, port, metrics, lambda: lifecycle.serving,
+            max_connections=FLAGS["metrics-max-connections"].value,
+            read_timeout_s=FLAGS["metrics-read-timeout"].value,
+        )
     except (server_lib.BindError, OSError) as e:
         logging.error("refusing to start: %s", e)
         registry.close()

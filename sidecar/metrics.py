@@ -1,4 +1,4 @@
-"""Inference counters for Prometheus and for the GetMetrics RPC, plus the HTTP port.
+"""Inference counters for Prometheus and for the GetMetrics RPC (sidecar/http_server.py serves them).
 
 Both views are fed by the same record_* calls so they cannot disagree. The
 registry is private (not prometheus_client's global one) so /metrics carries
@@ -7,9 +7,7 @@ exactly the sidecar's families and nothing a library registered on import.
 
 import bisect
 import collections
-import http.server
 import math
-import socket
 import threading
 import time
 
@@ -168,54 +166,3 @@ def rss_mb() -> float:
     except OSError:
         pass
     return 0.0
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server_version = "veid-sidecar"
-
-    def do_GET(self):  # pylint: disable=invalid-name
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
-            self._reply(200, self.server.metrics.exposition(), exposition.CONTENT_TYPE_LATEST)
-        elif path == "/health":
-            if self.server.is_serving():
-                self._reply(200, b"OK\n")
-            else:
-                self._reply(503, b"NOT SERVING\n")
-        else:
-            self._reply(404, b"not found; try /metrics or /health\n")
-
-    def _reply(self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format, *args):  # pylint: disable=redefined-builtin
-        pass  # scrapes every few seconds would drown the log
-
-
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-
-class MetricsServer:
-    """/metrics and /health on one port, in a background thread."""
-
-    def __init__(self, host: str, port: int, metrics: Metrics, is_serving):
-        cls = _Server
-        if ":" in host:
-            cls = type("_Server6", (_Server,), {"address_family": socket.AF_INET6})
-        self._httpd = cls((host, port), _Handler)
-        self._httpd.metrics = metrics
-        self._httpd.is_serving = is_serving
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="metrics-http", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()

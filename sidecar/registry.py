@@ -436,7 +436,7 @@ class Registry:
                 return
 
     def _next_job_locked(self) -> tuple[str, plan_lib.Entry] | None:
-        plan, now = self._plan, time.monotonic()
+        plan = self._plan
         by_key = {e.key: e for e in plan.entries}
         for key in list(self._demands):
             if key not in by_key or key in self._loaded or key in self._rejected:
@@ -447,7 +447,7 @@ class Registry:
         cur = plan.index_for(highest)
         for i, e in enumerate(plan.entries[:-1]):
             retire_at = plan.entries[i + 1].activation_height + self._retire_after
-            if e.key in self._loaded and highest >= retire_at and i < cur and self._idle(e.key, now):
+            if e.key in self._loaded and highest >= retire_at and i < cur:
                 return "unload", e
         wanted = self._wanted_locked()
         for e in wanted:

@@ -206,7 +206,8 @@ class Scorer:
             raise DeadlineExceeded(f"inference finished after the {duration.format_seconds(timeout)} left for it")
         if contributions:
             raw, contrib = out
-            return Score(scoring.evaluate(arr, raw), contrib, self.model_version, self.model_hash)
+            return Score(scoring.evaluate(arr, raw), {k: scoring.canonical(v) for k, v in contrib.items()},
+                         self.model_version, self.model_hash)
         return Score(scoring.evaluate(arr, out), None, self.model_version, self.model_hash)
 
     def verify_vector(self, name: str, deadline: float | None = None) -> Verification:

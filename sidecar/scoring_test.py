@@ -1,13 +1,16 @@
 """Scoring rules with expected values worked out by hand (float32 arithmetic)."""
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from sidecar import features as F
 from sidecar import hashing
 from sidecar import scoring
+from tests import extreme_values as X
 
 f32 = np.float32
 
@@ -143,6 +146,78 @@ class TestEvaluate:
         r = scoring.evaluate(good_features(), f32(10.0))
         with pytest.raises(dataclasses.FrozenInstanceError):
             r.score = 99
+
+
+# -- totality: every finite float32 input gets a verdict -----------------------------
+
+def raw_scores():
+    """Every float32 bit pattern class, NaNs of any sign and payload included."""
+    bits = st.one_of(st.integers(0, 2**32 - 1), st.sampled_from([0x7FC00000, 0xFFC00000, 0x7F800001, 0xFFFFFFFF]))
+    return bits.map(lambda b: np.array([b], np.uint32).view(np.float32)[0])
+
+
+class TestTotality:
+    @pytest.mark.parametrize("fill", X.EXTREMES)
+    def test_uniform_extremes(self, fill):
+        # The issue's reproducer: all-1e38 used to raise in the INSUFFICIENT_SCOPES rule.
+        r = self.checked(X.uniform(fill), f32(np.nan))
+        assert ("INSUFFICIENT_SCOPES" in r.reason_codes) == (fill * 10 < 2)
+
+    @settings(max_examples=500, deadline=None, database=None, derandomize=True)
+    @given(values=X.features(), raw=raw_scores())
+    def test_every_finite_input_gets_a_verdict(self, values, raw):
+        self.checked(values, raw)
+
+    @staticmethod
+    def checked(values, raw) -> scoring.ScoreResult:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # an overflow warning would be a log line per call
+            r = scoring.evaluate(F.validate(values), raw)
+        assert 0 <= r.score <= 100
+        assert scoring.confidence(r.raw_score) == r.confidence and f32(0.3) <= r.confidence <= f32(0.95)
+        if np.isnan(raw):
+            assert hashing.float32_hex(r.raw_score) == "0xffc00000"
+            assert r.exact_output_hash == hashing.exact_hash([scoring.CANONICAL_NAN])
+        else:
+            assert hashing.float32_hex(r.raw_score) == hashing.float32_hex(raw)
+        return r
+
+    @settings(max_examples=300, deadline=None, database=None, derandomize=True)
+    @given(raw=raw_scores().filter(np.isnan))
+    def test_every_nan_gives_the_same_bytes(self, raw):
+        def fields(r):
+            return dataclasses.replace(r, raw_score=hashing.float32_hex(r.raw_score))  # NaN != NaN
+
+        v = good_features()
+        assert fields(scoring.evaluate(v, raw)) == fields(scoring.evaluate(v, f32(np.nan)))
+
+    @settings(max_examples=2000, deadline=None, database=None, derandomize=True)
+    @given(count=st.floats(width=32, allow_nan=False, allow_infinity=False))
+    def test_scope_saturation_changes_no_finite_verdict(self, count):
+        v = good_features()
+        v[F.SCOPE_COUNT] = count
+        with np.errstate(over="ignore"):
+            product = f32(f32(count) * f32(10))
+        insufficient = "INSUFFICIENT_SCOPES" in scoring.evaluate(v, f32(90.0)).reason_codes
+        if np.isfinite(product):
+            assert insufficient == (int(product) < 2)  # the rule before saturation
+        else:
+            assert insufficient == (product < 0)
+
+    @pytest.mark.parametrize("ocr, low", [
+        ([X.FLT_MAX, X.FLT_MAX, 0, 0, 0], False),    # +Inf sum: not low
+        ([-X.FLT_MAX, -X.FLT_MAX, 0, 0, 0], True),   # -Inf sum: low
+        ([X.FLT_MAX, X.FLT_MAX, -X.FLT_MAX, -X.FLT_MAX, -X.FLT_MAX], False),  # +Inf then -Inf: NaN, not low
+        ([1e38, 1e38, 1e38, -1e38, -1e38], False),  # 3e38 stays finite: mean 2e37
+    ])
+    def test_ocr_overflow(self, ocr, low):
+        v = good_features()
+        v[list(F.OCR_CONFIDENCE_INDICES)] = ocr
+        assert ("LOW_OCR_CONFIDENCE" in self.checked(v, f32(90.0)).reason_codes) == low
+
+    def test_slot_ranges_cover_every_feature_once(self):
+        covered = [i for r in F.SLOT_RANGES for i in range(F.FEATURE_DIM)[r.indices]]
+        assert sorted(covered) == list(range(F.FEATURE_DIM))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from sidecar import determinism
 from sidecar import features as F
 from sidecar import metrics as metrics_lib
 from sidecar import registry as registry_lib
+from sidecar import reject_log
 from sidecar import scorer as scorer_lib
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InferenceService"].full_name
@@ -124,7 +125,9 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
     @staticmethod
     def _reject(context, rpc: str, code: grpc.StatusCode, message: str, request_id: str = ""):
         rid = f" request_id={request_id!r}" if request_id else ""
-        logging.warning("%s rejected with %s%s from %s: %s", rpc, code.name, rid, context.peer(), message)
+        line = f"{rpc} rejected with {code.name}{rid} from {context.peer()}: {message}"
+        if reject_log.REJECTS.admit(f"{rpc} {code.name}", line):
+            logging.warning("%s", line)
         context.abort(code, message)
 
     def ComputeScore(self, request, context):  # pylint: disable=invalid-name
@@ -153,7 +156,8 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             self._reject(context, "ComputeScore", grpc.StatusCode.DEADLINE_EXCEEDED, str(e), rid)
         except Exception as e:  # pylint: disable=broad-except
             self._metrics.record_failure()
-            logging.exception("ComputeScore failed")
+            if reject_log.REJECTS.admit("ComputeScore INTERNAL", f"ComputeScore failed: {e!r}"):
+                logging.exception("ComputeScore failed")
             context.abort(grpc.StatusCode.INTERNAL, f"inference failed: {e}")
         r = s.result
         resp = pb.ComputeScoreResponse(
@@ -299,6 +303,7 @@ def build(
         # silently share the port instead of failing to start.
         options=[("grpc.so_reuseport", 0)],
     )
+    reject_log.install_grpc_filter()
     health_servicer = health.HealthServicer()
     lifecycle = Lifecycle(health_servicer, metrics)
     pb_grpc.add_InferenceServiceServicer_to_server(

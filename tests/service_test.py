@@ -49,7 +49,8 @@ FAMILIES = {
 
 @pytest.fixture(scope="module")
 def sidecar():
-    s = sidecar_process.start()
+    # Every rejection in full: test_bad_input_is_invalid_argument reads each one's log line.
+    s = sidecar_process.start("--reject-log-interval=0")
     yield s
     rc = s.terminate()
     assert rc == 0, s.log()

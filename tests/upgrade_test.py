@@ -315,9 +315,48 @@ def test_failing_entries_are_rejected_while_serving_continues(sidecar, stub, wor
     assert r.returncode == 1 and "PLAN REFUSED" in r.stderr
     assert [canonical(score(stub, vectors[ver][0]["features"], h)) for h, ver in probes] == before
 
+    # No signal this time: the poll notices the file changed.
     write_json(plan_path, example)
-    sidecar.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: plan_states(stub)[0].plan_error == "" and len(plan_states(stub)[1]) == 2, "plan restored", sidecar)
+
+
+def test_retirement_and_replay_of_a_retired_model(sidecar, stub, vectors, height, hashes):
+    # Last on the shared sidecar: from here on v1.0.0 stays retired.
+    retire_at = height + 1000  # --retire-after-blocks' default
+    score(stub, vectors["v1.1.0"][0]["features"], retire_at)
+    wait_for(lambda: plan_states(stub)[1]["v1.0.0"][0] == "MODEL_STATE_RETIRED", "v1.0.0 to retire", sidecar)
+    assert "retiring model v1.0.0" in sidecar.log()
+    # A replayed height loads it again, checked as at staging, and answers as
+    # before. The load may outlast the call's 2 s deadline on a busy machine:
+    # then the answer is UNAVAILABLE ("retry"), never another model's.
+    for v in vectors["v1.0.0"][:3]:
+        for attempt in range(20):
+            try:
+                resp = score(stub, v["features"], height - 1)
+                break
+            except grpc.RpcError as e:
+                assert e.code() == grpc.StatusCode.UNAVAILABLE and "v1.0.0" in e.details() and attempt < 19, e
+        expect_golden(resp, v, "v1.0.0", hashes)
+    assert sidecar.log().count("staging model v1.0.0") >= 2
+
+
+def test_a_height_whose_model_is_not_verified_is_unavailable(sidecar, stub, workdir, example, vectors, height,
+                                                            hashes):
+    # After the retirement test: requesting the new entry's height makes it
+    # history, so this runs last on the shared sidecar.
+    due = height + 2000
+    entry = {"version": "v1.2.0-absent", "path": "no_such_model", "expected_hash": hashes["v1.1.0"],
+             "activation_height": due}
+    write_json(os.path.join(workdir, "models", EXAMPLE), dict(example, entries=example["entries"] + [entry]))
+    sidecar.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: plan_states(stub)[1].get("v1.2.0-absent", ("",))[0] == "MODEL_STATE_REJECTED",
+             "v1.2.0-absent rejected", sidecar)
+    v = vectors["v1.1.0"][0]
+    expect_golden(score(stub, v["features"], due - 1), v, "v1.1.0", hashes)
+    for _ in range(2):  # never v1.1.0's answer in its place, however often asked
+        with pytest.raises(grpc.RpcError) as e:
+            score(stub, v["features"], due)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE and "v1.2.0-absent" in e.value.details()
 
 
 def test_restart_after_activation_and_sigkill_during_staging(workdir, example, vectors, height, hashes):
