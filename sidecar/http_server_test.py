@@ -30,7 +30,7 @@ def make_server():
     servers = []
 
     def make(serving: bool = True, **kwargs) -> http_server.MetricsServer:
-        m = metrics_lib.Metrics("v1.0.0", "0" * 64)
+        m = metrics_lib.Metrics()
         m.record_success(0.001, 73)
         m.record_failure()
         s = http_server.MetricsServer("127.0.0.1", 0, m, lambda: serving, **kwargs)
@@ -182,7 +182,7 @@ def test_client_that_resets_or_never_reads_costs_nothing(make_server):
 _CHILD = textwrap.dedent("""
     import resource, sys, time
     from sidecar import http_server, metrics
-    s = http_server.MetricsServer("127.0.0.1", 0, metrics.Metrics("v", "0" * 64), lambda: True,
+    s = http_server.MetricsServer("127.0.0.1", 0, metrics.Metrics(), lambda: True,
                                   max_connections=1000)
     s.start()
     resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
