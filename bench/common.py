@@ -20,9 +20,9 @@ import grpc
 
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
+from ops import sidecar_process
 from sidecar import golden
 from sidecar import hashing
-from tests import sidecar_process
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -111,7 +111,7 @@ def pyplot():
 
 
 def start_sidecar(*args: str, env: dict | None = None, cwd_src: str | None = None) -> sidecar_process.Sidecar:
-    """A SERVING sidecar on 127.0.0.1 with a dereferenced model copy (tests/sidecar_process)."""
+    """A SERVING sidecar on 127.0.0.1 with a dereferenced model copy (ops/sidecar_process)."""
     return sidecar_process.start(*args, env=env, python_path_first=cwd_src)
 
 

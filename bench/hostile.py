@@ -20,9 +20,9 @@ import time
 from bench import common
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
+from ops import sidecar_process
 from sidecar import golden
 from tests import hostile_http
-from tests import sidecar_process
 
 CONFIGS = {"quiet": None, "idle 5000": 0.0, "idle 5000 + churn 500/s": 500.0}
 

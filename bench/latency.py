@@ -30,10 +30,10 @@ import numpy as np
 from bench import common
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
+from ops import sidecar_process
 from sidecar import features as F
 from sidecar import golden
 from sidecar import hashing
-from tests import sidecar_process
 
 
 def measure(stub, req, n: int) -> list[float]:

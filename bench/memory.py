@@ -14,7 +14,7 @@ import time
 from bench import common
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
-from tests import sidecar_process
+from ops import sidecar_process
 
 GIB_KB = 1024 * 1024
 

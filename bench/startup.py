@@ -14,7 +14,7 @@ import subprocess
 import time
 
 from bench import common
-from tests import sidecar_process
+from ops import sidecar_process
 
 _TS = re.compile(r"^[IWE](\d{4}) (\d\d):(\d\d):(\d\d)\.(\d{6})")
 _LOADED = re.compile(r"hash ([\d.]+)s, TensorFlow import ([\d.]+)s, load ([\d.]+)s")

@@ -14,7 +14,7 @@ import os
 import subprocess
 
 from bench import common
-from tests import sidecar_process
+from ops import sidecar_process
 
 
 def drive(target: str, server_pid: int, model_path: str, c: int, duration: float, check: bool) -> dict:

@@ -18,9 +18,9 @@ import grpc
 from bench import common
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
+from ops import committed_model
+from ops import sidecar_process
 from sidecar import golden
-from tests import model_fixture
-from tests import sidecar_process
 
 THIRD = "v1.2.0-bench"
 
@@ -80,8 +80,8 @@ def main() -> None:
     args = p.parse_args()
     doc = common.header("upgrade", args)
     workdir = sidecar_process.tmpdir("bench-upgrade-")
-    models = model_fixture.copy_models(workdir)
-    model_fixture.relabel(models, "trust_score", "trust_score_bench", THIRD)
+    models = committed_model.copy_models(workdir)
+    committed_model.relabel(models, "trust_score", "trust_score_bench", THIRD)
     with open(os.path.join(models, "plan.example.json"), encoding="utf-8") as f:
         example = json.load(f)["entries"]
     third = {"version": THIRD, "path": "trust_score_bench", "expected_hash": example[0]["expected_hash"],

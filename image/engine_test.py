@@ -35,9 +35,9 @@ from image import compose
 from image import podman
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
+from ops import committed_model
+from ops import sidecar_process
 from sidecar import golden
-from tests import model_fixture
-from tests import sidecar_process
 
 _LAYOUT = os.path.join("image", "image")
 _LOAD_S = 20.0
@@ -93,7 +93,7 @@ def local(workdir, digest):
 
 @pytest.fixture(scope="module")
 def vectors():
-    return golden.load_vectors(model_fixture.MODEL_SRC)
+    return golden.load_vectors(committed_model.MODEL_SRC)
 
 
 @pytest.fixture(scope="module")

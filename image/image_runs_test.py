@@ -23,9 +23,9 @@ from grpc_health.v1 import health_pb2_grpc
 
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
+from ops import committed_model
+from ops import sidecar_process
 from sidecar import golden
-from tests import model_fixture
-from tests import sidecar_process
 
 _LAYOUT = os.path.join("image", "image")
 _ISOLATED = "VEID_IMAGE_TEST_ISOLATED"
@@ -125,7 +125,7 @@ def native():
 
 @pytest.fixture(scope="module")
 def vectors():
-    return golden.load_vectors(model_fixture.MODEL_SRC)
+    return golden.load_vectors(committed_model.MODEL_SRC)
 
 
 def test_runs_as_nonroot_from_a_read_only_root(image_sidecar, rootfs):
@@ -172,7 +172,7 @@ def test_mounted_models_directory_switches_model_at_the_plan_height(image_sideca
     proc, _, _ = image_sidecar
     assert proc.poll() is not None, "runs after test_sigterm_exits_zero: port 50051 must be free"
     root, config = rootfs
-    models = model_fixture.copy_models(sidecar_process.tmpdir("image-models-"))
+    models = committed_model.copy_models(sidecar_process.tmpdir("image-models-"))
     shutil.copyfile(os.path.join(models, "plan.example.json"), os.path.join(models, "plan.json"))
     with open(os.path.join(models, "plan.json")) as f:
         entries = json.load(f)["entries"]

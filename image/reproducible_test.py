@@ -58,7 +58,7 @@ def build(tmp, run):
     extra = os.path.join(tmp, "inputs")
     os.makedirs(extra)
     debs = [shutil.copy(d, extra) for d in inputs(os.path.join(os.environ["TEST_SRCDIR"], "debian", "debs", "*.deb"))]
-    wheels = [shutil.copy(w, extra) for w in inputs(os.path.join(os.environ["TEST_SRCDIR"], "pypi", "wheels", "*.whl"))]
+    wheels = [shutil.copy(w, extra) for w in inputs(os.path.join(os.environ["TEST_SRCDIR"], "wheelhouse", "wheels", "*.whl"))]
     for path in stubs + debs + wheels:
         os.utime(path, (run["mtime"], run["mtime"]))
     cmd = [sys.executable] + (["-S"] if sys.flags.no_site else []) + [os.path.join(repo, _BUILD), "--repo", repo]

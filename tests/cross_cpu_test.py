@@ -2,7 +2,7 @@
 
 One module fixture starts everything at once (2 cores: the emulated processes
 dominate): a native scorer worker and one per emulated CPU model
-(tests/cross_cpu.py), plus a native and an emulated (Haswell) sidecar. Each
+(ops/cross_cpu.py), plus a native and an emulated (Haswell) sidecar. Each
 test then checks one claim on those results; every comparison is of exact
 hashes / serialized bytes.
 """
@@ -12,9 +12,9 @@ import os
 
 import pytest
 
-from tests import cross_cpu
-from tests import model_fixture
-from tests import sidecar_process
+from ops import committed_model
+from ops import cross_cpu
+from ops import sidecar_process
 
 SIDECAR_CPU = "Haswell"
 
@@ -22,7 +22,7 @@ SIDECAR_CPU = "Haswell"
 
 @pytest.fixture(scope="module")
 def model_path():
-    return model_fixture.copy_model(sidecar_process.tmpdir("cross-cpu-"))
+    return committed_model.copy_model(sidecar_process.tmpdir("cross-cpu-"))
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +57,10 @@ def _result(runs, label):
 def test_native_matches_golden_and_reference(runs):
     native = _result(runs, "native")
     ref = cross_cpu.load_reference()
-    assert ref is not None, "tests/cross_cpu_reference.json missing: bazel run //tests:cross_cpu -- --write_reference"
+    assert ref is not None, "ops/cross_cpu_reference.json missing: bazel run //ops:cross_cpu -- --write_reference"
     assert ref["model_hash"] == native["model_hash"], (
         "the committed model changed; after checking the new model on every CPU, regenerate the reference with "
-        "`bazel run //tests:cross_cpu -- --write_reference`"
+        "`bazel run //ops:cross_cpu -- --write_reference`"
     )
     assert (ref["vectors"], ref["random_vectors"]) == (len(native["records"]), cross_cpu.RANDOM_VECTORS)
     assert native["digest"] == ref["digest"], "this machine's scores differ from the committed reference"

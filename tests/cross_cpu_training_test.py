@@ -14,17 +14,17 @@ import os
 
 import pytest
 
+from ops import committed_model
+from ops import cross_cpu
+from ops import sidecar_process
 from sidecar import hashing
-from tests import cross_cpu
-from tests import model_fixture
-from tests import sidecar_process
 
 CPUS = ("Haswell", "SandyBridge")
 
 
 @pytest.fixture(scope="module")
 def committed():
-    return model_fixture.copy_model(sidecar_process.tmpdir("committed-"))
+    return committed_model.copy_model(sidecar_process.tmpdir("committed-"))
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,11 @@ from hypothesis import HealthCheck, given, settings
 
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
+from ops import sidecar_process
 from sidecar import golden
 from sidecar import hashing
 from sidecar import scoring
 from tests import extreme_values as X
-from tests import sidecar_process
 
 CANONICAL_NAN_HEX = hashing.float32_hex(scoring.CANONICAL_NAN)
 

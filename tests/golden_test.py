@@ -10,6 +10,7 @@ import os
 import numpy as np
 import pytest
 
+from ops import committed_model
 from sidecar import features as F
 from sidecar import golden
 from sidecar import hashing
@@ -29,7 +30,7 @@ REQUIRED_VECTORS = {
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    path = model_fixture.copy_model(str(tmp_path_factory.mktemp("golden")))
+    path = committed_model.copy_model(str(tmp_path_factory.mktemp("golden")))
     m = model_lib.load_model(path, expected_version="v1.0.0")
     yield m
     m.close()
@@ -122,7 +123,7 @@ def test_busy_model_times_out_then_serves(model, vectors):
 
 
 def test_closed_model_refuses_calls(tmp_path, vectors):
-    m = model_lib.load_model(model_fixture.copy_model(str(tmp_path)))
+    m = model_lib.load_model(committed_model.copy_model(str(tmp_path)))
     arr = F.validate(vectors[0]["features"])
     assert hashing.float32_hex(m.run(arr)) == vectors[0]["raw_score_bits"]
     m.close()
@@ -134,7 +135,7 @@ def test_closed_model_refuses_calls(tmp_path, vectors):
 
 @pytest.fixture
 def copy(tmp_path):
-    return model_fixture.copy_model(str(tmp_path))
+    return committed_model.copy_model(str(tmp_path))
 
 
 def _recorded_hash(path):

@@ -16,8 +16,8 @@ import pytest
 from prometheus_client import exposition
 from prometheus_client.parser import text_string_to_metric_families
 
+from ops import sidecar_process
 from tests import hostile_http
-from tests import sidecar_process
 
 HOSTILE = 5000
 PROBE_TIMEOUT_S = 1.0  # Kubernetes' default timeoutSeconds for a probe

@@ -17,8 +17,8 @@ import pytest
 
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
+from ops import sidecar_process
 from sidecar import golden
-from tests import sidecar_process
 
 DURATION_S = float(os.environ.get("VEID_LOAD_DURATION_S", "30"))
 CONCURRENCY = 64

@@ -23,11 +23,11 @@ from google.protobuf import message as pb_message
 
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
+from ops import sidecar_process
 from sidecar import features as F
 from sidecar import golden
 from sidecar import hashing
 from tests import extreme_values
-from tests import sidecar_process
 
 METHOD = "/inference.v1.InferenceService/ComputeScore"
 MAX_MESSAGE = 4 * 1024 * 1024  # gRPC's default receive limit, which the sidecar keeps

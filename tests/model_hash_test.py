@@ -5,13 +5,14 @@ import os
 
 import pytest
 
+from ops import committed_model
 from sidecar import hashing
 from tests import model_fixture
 
 
 @pytest.fixture
 def model(tmp_path):
-    return model_fixture.copy_model(str(tmp_path))
+    return committed_model.copy_model(str(tmp_path))
 
 
 def _data_file(model_dir):

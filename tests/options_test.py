@@ -14,8 +14,8 @@ from grpc_reflection.v1alpha import reflection_pb2_grpc
 
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
+from ops import sidecar_process
 from sidecar import golden
-from tests import sidecar_process
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ import concurrent.futures
 
 import pytest
 
+from ops import committed_model
 from sidecar import determinism
 from sidecar import hashing
-from tests import model_fixture
 
 MODELS = ("trust_score", "trust_score_v1_1")
 ISAS = {"native": "", "AVX2": "_avx2", "AVX": "_avx", "SSE41": "_sse41"}
@@ -32,7 +32,7 @@ def child_pythonpath() -> str:
 @pytest.fixture(scope="module", params=MODELS)
 def committed(request, tmp_path_factory):
     src = os.path.join("models", request.param)
-    return request.param, model_fixture.copy_model(str(tmp_path_factory.mktemp("committed")), src)
+    return request.param, committed_model.copy_model(str(tmp_path_factory.mktemp("committed")), src)
 
 
 def _all_files(root: str) -> list[str]:
@@ -44,7 +44,7 @@ def _all_files(root: str) -> list[str]:
 @pytest.mark.parametrize("isa", sorted(ISAS))
 def test_retrain_is_bit_identical(committed, tmp_path, isa):
     name, committed_dir = committed
-    out = model_fixture.copy_model(str(tmp_path), f"models/retrained/{name}{ISAS[isa]}")
+    out = committed_model.copy_model(str(tmp_path), f"models/retrained/{name}{ISAS[isa]}")
     assert hashing.model_hash(out) == hashing.model_hash(committed_dir)
     files = _all_files(committed_dir)
     assert _all_files(out) == files

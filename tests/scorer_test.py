@@ -10,18 +10,18 @@ import os
 import numpy as np
 import pytest
 
+from ops import committed_model
+from ops import sidecar_process
 from sidecar import features as F
 from sidecar import golden
 from sidecar import hashing
 from sidecar import registry as registry_lib
 from sidecar import scorer as scorer_lib
-from tests import model_fixture
-from tests import sidecar_process
 
 
 @pytest.fixture(scope="module")
 def model_path():
-    return model_fixture.copy_model(sidecar_process.tmpdir("scorer-"))
+    return committed_model.copy_model(sidecar_process.tmpdir("scorer-"))
 
 
 def env(model_path, **extra):
@@ -75,7 +75,7 @@ def test_bad_input_and_deadline(scorer):
 
 
 def test_embedded_scorer_honours_the_upgrade_plan():
-    models = model_fixture.copy_models(sidecar_process.tmpdir("scorer-plan-"))
+    models = committed_model.copy_models(sidecar_process.tmpdir("scorer-plan-"))
     plan_path = os.path.join(models, "plan.example.json")
     with open(plan_path, encoding="utf-8") as f:
         entries = json.load(f)["entries"]

@@ -26,13 +26,13 @@ from grpc_reflection.v1alpha import reflection_pb2_grpc
 
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
+from ops import sidecar_process
 from sidecar import determinism
 from sidecar import features as F
 from sidecar import golden
 from sidecar import hashing
 from sidecar import scoring
 from tests import contract_client
-from tests import sidecar_process
 
 FAMILIES = {
     "veid_inference",  # exposed as veid_inference_total

@@ -17,8 +17,8 @@ from grpc_health.v1 import health_pb2_grpc
 
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
+from ops import sidecar_process
 from sidecar import golden
-from tests import sidecar_process
 
 IN_FLIGHT = 32
 LATENCY_S = 2.0

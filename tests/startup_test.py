@@ -14,9 +14,10 @@ import time
 
 import pytest
 
+from ops import committed_model
+from ops import sidecar_process
 from sidecar import hashing
 from tests import model_fixture
-from tests import sidecar_process
 
 
 # What the sidecar logs once it listens.
@@ -25,7 +26,7 @@ SERVING_LINE = "SERVING inference.v1"
 
 @pytest.fixture
 def model_copy():
-    return model_fixture.copy_model(sidecar_process.tmpdir("startup-"))
+    return committed_model.copy_model(sidecar_process.tmpdir("startup-"))
 
 
 def recorded_hash(model_path: str) -> str:
@@ -177,10 +178,13 @@ def test_unreadable_file_chmod_000(model_copy):
                 readable = True
         except PermissionError:
             readable = False
-        if readable:
-            pytest.skip("running with CAP_DAC_OVERRIDE (root): chmod 000 does not stop reads here; "
-                        "test_unreadable_file_special covers an unreadable entry")
-        assert_refused(run(model_path=model_copy), "cannot open variables/variables.index", "Permission denied")
+        # Root (CI) reads mode-000 files through CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH:
+        # the sidecar then runs without them, as a validator's non-root user would.
+        prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"] if readable else []
+        r = sidecar_process.run_to_exit(f"--grpc-addr=127.0.0.1:{sidecar_process.free_port()}",
+                                        f"--metrics-addr=127.0.0.1:{sidecar_process.free_port()}",
+                                        f"--model-path={model_copy}", prefix=prefix)
+        assert_refused(r, "cannot open variables/variables.index", "Permission denied")
     finally:
         os.chmod(path, 0o644)
 

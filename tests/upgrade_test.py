@@ -24,10 +24,10 @@ import pytest
 
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
+from ops import committed_model
+from ops import sidecar_process
 from sidecar import golden
 from sidecar import hashing
-from tests import model_fixture
-from tests import sidecar_process
 
 EXAMPLE = "plan.example.json"
 MODEL_DIRS = {"v1.0.0": "trust_score", "v1.1.0": "trust_score_v1_1"}
@@ -52,7 +52,7 @@ def write_json(path, obj):
 @pytest.fixture(scope="module")
 def workdir():
     d = sidecar_process.tmpdir("upgrade-")
-    model_fixture.copy_models(d)
+    committed_model.copy_models(d)
     return d
 
 
@@ -389,7 +389,7 @@ def test_restart_after_activation_and_sigkill_during_staging(workdir, example, v
 def test_replay_from_genesis_with_three_models_and_room_for_two(workdir, example, vectors, hashes):
     models = os.path.join(workdir, "models")
     # The third model is v1.0.0's files relabelled v1.2.0-replay.
-    model_fixture.relabel(models, "trust_score", "trust_score_relabelled", "v1.2.0-replay")
+    committed_model.relabel(models, "trust_score", "trust_score_relabelled", "v1.2.0-replay")
     h1, h2 = 20, 40
     plan = {"entries": [
         dict(example["entries"][0]),

@@ -1,5 +1,8 @@
 """py_grpc_library: Python protobuf + gRPC stubs from one .proto file."""
 
+load("@pypi//:requirements.bzl", "requirement")
+load("@rules_python//python:defs.bzl", "py_library")
+
 def py_grpc_library(name, src, proto_root, deps = [], **kwargs):
     """Generates <base>_pb2.py and <base>_pb2_grpc.py as a py_library.
 
@@ -34,13 +37,13 @@ def py_grpc_library(name, src, proto_root, deps = [], **kwargs):
         tools = ["//third_party/grpc:protoc"],
         visibility = kwargs.get("visibility"),
     )
-    native.py_library(
+    py_library(
         name = name,
         srcs = outs,
         imports = ["/".join([".."] * depth) or "."],
         deps = deps + [
-            "@pypi//:grpcio",
-            "@pypi//:protobuf",
+            requirement("grpcio"),
+            requirement("protobuf"),
         ],
         **kwargs
     )

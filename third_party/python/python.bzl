@@ -1,4 +1,4 @@
-"""The one Python toolchain of this workspace.
+"""The interpreter of the one Python toolchain of this workspace.
 
 Tests, binaries and build actions run on Debian's python3.11 from
 third_party/debian/packages.lock.json — the very bytes the image ships —
@@ -30,32 +30,15 @@ exec "$root/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" --argv0 "$0" \\
   "$root/usr/bin/python3.11" -S -P -B "$@"
 """
 
+# The py_runtime, py_runtime_pair and toolchain are declared in
+# //third_party/python:BUILD.bazel with rules_python's rules; this repository
+# only holds the checked interpreter.
 _BUILD = """\
-load("@bazel_tools//tools/python:toolchain.bzl", "py_runtime_pair")
-
 exports_files([
     "bootstrap_path.txt",
     "python3",
     "root_path.txt",
 ])
-
-py_runtime(
-    name = "runtime",
-    interpreter = ":python3",
-    python_version = "PY3",
-    stub_shebang = "#!{bootstrap}",
-)
-
-py_runtime_pair(
-    name = "runtime_pair",
-    py3_runtime = ":runtime",
-)
-
-toolchain(
-    name = "toolchain",
-    toolchain = ":runtime_pair",
-    toolchain_type = "@bazel_tools//tools/python:toolchain_type",
-)
 """
 
 def _python_interpreter_impl(rctx):
@@ -73,7 +56,7 @@ def _python_interpreter_impl(rctx):
         ))
     rctx.file("root_path.txt", root + "\n")
     rctx.file("bootstrap_path.txt", BOOTSTRAP_INTERPRETER + "\n")
-    rctx.file("BUILD.bazel", _BUILD.format(bootstrap = BOOTSTRAP_INTERPRETER))
+    rctx.file("BUILD.bazel", _BUILD)
 
 python_interpreter = repository_rule(
     implementation = _python_interpreter_impl,
@@ -81,5 +64,5 @@ python_interpreter = repository_rule(
         "root_path": attr.label(allow_single_file = True, mandatory = True),
         "version": attr.string(default = VERSION),
     },
-    doc = "Wraps the unpacked Debian interpreter, checks its version, defines the toolchain.",
+    doc = "Wraps the unpacked Debian interpreter and checks its version.",
 )

@@ -15,11 +15,11 @@ serving_default signature on a 64-row batch: that one is expected to differ
 between ISAs/vendors, which shows the emulation really changes TensorFlow's
 kernels (an "identical" verdict would otherwise prove nothing).
 
-    bazel run //tests:cross_cpu                       # table for operators
-    bazel run //tests:cross_cpu -- --cpus=Haswell,EPYC --sidecar
-    bazel run //tests:cross_cpu -- --native_only      # just this machine vs the reference
+    bazel run //ops:cross_cpu                       # table for operators
+    bazel run //ops:cross_cpu -- --cpus=Haswell,EPYC --sidecar
+    bazel run //ops:cross_cpu -- --native_only      # just this machine vs the reference
 
-The committed reference (tests/cross_cpu_reference.json) records the digest of
+The committed reference (ops/cross_cpu_reference.json) records the digest of
 all outputs for the committed model; a native run on an operator's machine is
 compared with it, so the check says whether *this* CPU agrees with the network.
 """
@@ -42,11 +42,11 @@ from typing import Any
 import numpy as np
 
 # Imported lazily where TF is involved: the driver itself never imports TF.
+from ops import committed_model
 from sidecar import determinism
 from sidecar import features as F
 from sidecar import hashing
 from sidecar import scorer as scorer_lib  # TensorFlow only once a scorer loads
-from tests import model_fixture
 
 QEMU = "qemu-x86_64"
 RANDOM_VECTORS = 200
@@ -78,7 +78,7 @@ CPU_MODELS = {
         "Haswell,vendor=AuthenticAMD", "AuthenticAMD", "AVX2+FMA", (("avx", True), ("avx2", True), ("fma", True))
     ),
 }
-# Also known to work (bazel run //tests:cross_cpu -- --cpus=...): "EPYC"
+# Also known to work (bazel run //ops:cross_cpu -- --cpus=...): "EPYC"
 # (AMD Zen 1), "max" (everything TCG implements, AMD vendor), Broadwell,
 # Skylake-Client, IvyBridge.
 DEFAULT_CPUS = ("Haswell", "SandyBridge", "Haswell-AMD")
@@ -328,7 +328,7 @@ class RunResult:
 def run_worker(interp: Interpreter, label: str, cpu: CpuModel | None, model_path: str, inputs_path: str, workdir: str) -> RunResult:
     out_path = os.path.join(workdir, f"worker-{label}.json")
     log_path = os.path.join(workdir, f"worker-{label}.log")
-    args = ["-m", "tests.cross_cpu", "--worker", f"--model_path={model_path}", f"--inputs={inputs_path}", f"--output={out_path}"]
+    args = ["-m", "ops.cross_cpu", "--worker", f"--model_path={model_path}", f"--inputs={inputs_path}", f"--output={out_path}"]
     cmd = interp.native(args) if cpu is None else interp.emulated(cpu.qemu_cpu, args)
     env = child_env() if cpu is None else interp.env(child_env())
     t0 = time.monotonic()
@@ -360,8 +360,8 @@ SIDECAR_RANDOM_VECTORS = 40
 
 
 def start_sidecar(interp: Interpreter, cpu: CpuModel | None, model_path: str):
-    """A tests.sidecar_process.Sidecar, natively or under `qemu-x86_64 -cpu`."""
-    from tests import sidecar_process  # pylint: disable=import-outside-toplevel
+    """An ops.sidecar_process.Sidecar, natively or under `qemu-x86_64 -cpu`."""
+    from ops import sidecar_process  # pylint: disable=import-outside-toplevel
 
     def launch(python_args: list[str]) -> tuple[list[str], dict[str, str]]:
         if cpu is None:
@@ -529,7 +529,7 @@ def load_reference() -> dict[str, Any] | None:
 
 def reference_of(native: dict[str, Any]) -> dict[str, Any]:
     return {
-        "comment": "Written by `bazel run //tests:cross_cpu -- --write_reference`; digest of tests/cross_cpu.py's records.",
+        "comment": "Written by `bazel run //ops:cross_cpu -- --write_reference`; digest of ops/cross_cpu.py's records.",
         "model_hash": native["model_hash"],
         "tensorflow": native["tensorflow"],
         "random_seed": RANDOM_SEED,
@@ -575,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model_path", default=None, help="model directory (default: the committed model)")
     p.add_argument("--random_vectors", type=int, default=RANDOM_VECTORS)
     p.add_argument("--sidecar", action="store_true", help="also compare a whole sidecar under the first CPU with a native one")
-    p.add_argument("--write_reference", action="store_true", help="rewrite tests/cross_cpu_reference.json (in the workspace)")
+    p.add_argument("--write_reference", action="store_true", help="rewrite ops/cross_cpu_reference.json (in the workspace)")
     # Worker mode (internal).
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--inputs", help=argparse.SUPPRESS)
@@ -593,8 +593,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{QEMU} not found: install qemu-user (Debian/Ubuntu) or run with --native_only", file=sys.stderr)
         return 2
     workdir = tempfile.mkdtemp(prefix="cross-cpu-", dir=os.environ.get("TEST_TMPDIR"))
-    src = scorer_lib.workspace_path(args.model_path) if args.model_path else model_fixture.MODEL_SRC
-    model_path = model_fixture.copy_model(workdir, src)
+    src = scorer_lib.workspace_path(args.model_path) if args.model_path else committed_model.MODEL_SRC
+    model_path = committed_model.copy_model(workdir, src)
     t0 = time.monotonic()
     runs = run_all(cpus, model_path, workdir, args.random_vectors)
     reference = load_reference()
@@ -615,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
                 ok = False
                 print(f"\n{run.label} differs from native:\n  " + "\n  ".join(differences(native, run.result)))
         if args.write_reference:
-            path = scorer_lib.workspace_path(os.path.join("tests", "cross_cpu_reference.json"))
+            path = scorer_lib.workspace_path(os.path.join("ops", "cross_cpu_reference.json"))
             with open(path, "w", encoding="utf-8") as f:
                 json.dump(reference_of(native), f, indent=2, sort_keys=True)
                 f.write("\n")

@@ -1,4 +1,4 @@
-"""Runs the real sidecar (python -m sidecar.main) as a subprocess for tests.
+"""Runs the real sidecar (python -m sidecar.main) as a subprocess: for tests, benchmarks and ops.cross_cpu.
 
 The child gets the test's own sys.path and interpreter flags, a private
 dereferenced copy of the model (runfiles are symlinks, which the model hash
@@ -21,8 +21,8 @@ from grpc_health.v1 import health_pb2
 from grpc_health.v1 import health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
+from ops import committed_model
 from sidecar import determinism
-from tests import model_fixture
 
 SERVICE_NAME = "inference.v1.InferenceService"
 # TF import plus the golden self-check take ~5 s; a loaded CI machine, more.
@@ -89,7 +89,7 @@ class Sidecar:
         `launch(python_args) -> (command, env)` starts the interpreter some other way
         (the cross-CPU check puts qemu in front of it)."""
         self.dir = tmpdir()
-        self.model_path = None if upgrade_plan else model_path or model_fixture.copy_model(self.dir)
+        self.model_path = None if upgrade_plan else model_path or committed_model.copy_model(self.dir)
         self.grpc_port = grpc_port or free_port()
         self.metrics_port = metrics_port or free_port()
         self.target = f"127.0.0.1:{self.grpc_port}"
@@ -190,10 +190,13 @@ def start(*args: str, env: dict[str, str] | None = None, python_path_first: str 
     return s
 
 
-def run_to_exit(*args: str, env: dict[str, str] | None = None, timeout: float = START_TIMEOUT_S) -> subprocess.CompletedProcess:
-    """Runs the sidecar with exactly `args`, expecting it to exit; stdout+stderr in .stdout."""
+def run_to_exit(*args: str, env: dict[str, str] | None = None, timeout: float = START_TIMEOUT_S,
+                prefix: list[str] | tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """Runs the sidecar with exactly `args`, expecting it to exit; stdout+stderr in .stdout.
+
+    `prefix` goes before the interpreter (e.g. setpriv, to drop capabilities)."""
     return subprocess.run(
-        python_command("sidecar.main") + list(args),
+        [*prefix] + python_command("sidecar.main") + list(args),
         env=child_env(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
