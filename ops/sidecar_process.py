@@ -6,6 +6,7 @@ refuses) and loopback ports; its stdout+stderr go to a file so a failing test
 can show what the sidecar said.
 """
 
+import contextlib
 import os
 import signal
 import socket
@@ -188,6 +189,20 @@ def start(*args: str, env: dict[str, str] | None = None, python_path_first: str 
         s.kill()
         raise
     return s
+
+
+@contextlib.contextmanager
+def serving(*args: str, **kwargs):
+    """start() for the length of a `with` block (a module fixture's life); when
+    the block ends the sidecar must still be running and exit 0 on SIGTERM."""
+    s = start(*args, **kwargs)
+    try:
+        yield s
+    except BaseException:
+        s.kill()
+        raise
+    assert s.proc.poll() is None, f"sidecar died:\n{s.log()}"
+    assert s.terminate() == 0, s.log()
 
 
 def run_to_exit(*args: str, env: dict[str, str] | None = None, timeout: float = START_TIMEOUT_S,

@@ -27,10 +27,8 @@ PROBES = 10
 @pytest.fixture(scope="module")
 def sidecar():
     hostile_http.raise_nofile(HOSTILE + 1000)
-    s = sidecar_process.start()
-    yield s
-    assert s.proc.poll() is None, f"sidecar died:\n{s.log()}"
-    assert s.terminate() == 0, s.log()
+    with sidecar_process.serving() as s:
+        yield s
 
 
 def probe_health(sidecar) -> float:

@@ -32,9 +32,8 @@ def stable_bytes(resp: pb.ComputeScoreResponse) -> bytes:
 
 @pytest.fixture(scope="module")
 def sidecar():
-    s = sidecar_process.start()
-    yield s
-    assert s.terminate() == 0, s.log()
+    with sidecar_process.serving() as s:
+        yield s
 
 
 def test_load_with_scrapes(sidecar):

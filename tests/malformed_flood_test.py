@@ -54,10 +54,8 @@ def expected_for_bytes(body: bytes) -> Code:
 
 @pytest.fixture(scope="module")
 def sidecar():
-    s = sidecar_process.start()
-    yield s
-    assert s.proc.poll() is None, f"sidecar died:\n{s.log()}"
-    assert s.terminate() == 0, s.log()
+    with sidecar_process.serving() as s:
+        yield s
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,8 @@ from sidecar import golden
 
 @pytest.fixture(scope="module")
 def sidecar():
-    s = sidecar_process.start("--enable-reflection", "--timeout=1us")
-    yield s
-    assert s.terminate() == 0, s.log()
+    with sidecar_process.serving("--enable-reflection", "--timeout=1us") as s:
+        yield s
 
 
 @pytest.fixture(scope="module")

@@ -50,10 +50,8 @@ FAMILIES = {
 @pytest.fixture(scope="module")
 def sidecar():
     # Every rejection in full: test_bad_input_is_invalid_argument reads each one's log line.
-    s = sidecar_process.start("--reject-log-interval=0")
-    yield s
-    rc = s.terminate()
-    assert rc == 0, s.log()
+    with sidecar_process.serving("--reject-log-interval=0") as s:
+        yield s
 
 
 @pytest.fixture(scope="module")

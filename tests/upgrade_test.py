@@ -78,16 +78,18 @@ def hashes(example):
     return {e["version"]: e["expected_hash"] for e in example["entries"]}
 
 
+def _flags(workdir, plan_name):
+    return {"upgrade_plan": os.path.join("models", plan_name), "cwd": workdir}
+
+
 def start(workdir, plan_name, *args):
-    return sidecar_process.start("--plan-poll-interval=200ms", *args,
-                                 upgrade_plan=os.path.join("models", plan_name), cwd=workdir)
+    return sidecar_process.start("--plan-poll-interval=200ms", *args, **_flags(workdir, plan_name))
 
 
 @pytest.fixture(scope="module")
 def sidecar(workdir):
-    s = start(workdir, EXAMPLE)
-    yield s
-    assert s.terminate() == 0, s.log()
+    with sidecar_process.serving("--plan-poll-interval=200ms", **_flags(workdir, EXAMPLE)) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
