@@ -150,11 +150,21 @@ def _plan() -> plan_lib.Plan:
     return plan_lib.load(scorer_lib.workspace_path(path))
 
 
+def _stop_during_start_up(signum, frame):  # pylint: disable=unused-argument
+    # As a container's PID 1 the sidecar gets no default action for SIGTERM:
+    # without this, an engine stopping it during the seconds of start-up
+    # would wait out its grace period and kill it.
+    logging.info("received %s during start-up: exiting before serving", signal.Signals(signum).name)
+    raise SystemExit(0)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(_LOG_LEVELS[FLAGS["log-level"].value])
     started = time.monotonic()
+    signal.signal(signal.SIGTERM, _stop_during_start_up)
+    signal.signal(signal.SIGINT, _stop_during_start_up)
     # Imported here, not at the top, only to keep `--help` and flag errors fast;
     # none of these imports TensorFlow.
     from sidecar import metrics as metrics_lib  # pylint: disable=import-outside-toplevel

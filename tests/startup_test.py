@@ -51,6 +51,17 @@ def assert_refused(r: subprocess.CompletedProcess, *fragments: str) -> None:
 # -- the model -----------------------------------------------------------------
 
 
+def test_sigterm_during_start_up_exits_at_once(model_copy):
+    s = sidecar_process.Sidecar(model_path=model_copy)
+    try:
+        s.wait_for_log("start-up 1/6", timeout=120)
+        assert s.terminate(timeout=60) == 0, s.log()
+        assert "during start-up: exiting before serving" in s.log()
+        assert SERVING_LINE not in s.log()
+    finally:
+        s.kill()
+
+
 def test_tampered_model(model_copy):
     recorded = recorded_hash(model_copy)
     (data,) = glob.glob(os.path.join(model_copy, "variables", "variables.data-*"))
