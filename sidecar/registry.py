@@ -284,15 +284,9 @@ class Registry:
     def _ensure_loaded(self, entry: plan_lib.Entry, deadline: float | None) -> scorer_lib.Scorer:
         key = entry.key
         with self._lock:
-            scorer = self._loaded.get(key)
+            scorer = self._verified_locked(entry)
             if scorer is not None:
-                self._last_used[key] = time.monotonic()
                 return scorer
-            if key in self._rejected:
-                raise Unavailable(
-                    f"model {entry.version} (activation height {entry.activation_height}) was rejected: "
-                    f"{self._rejected[key]}"
-                )
             if self._stopping:
                 raise Unavailable(f"model {entry.version} is not loaded and the sidecar is shutting down")
             done = self._demands.get(key)
@@ -302,16 +296,26 @@ class Registry:
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         done.wait(timeout)
         with self._lock:
-            scorer = self._loaded.get(key)
+            scorer = self._verified_locked(entry)
             if scorer is not None:
-                self._last_used[key] = time.monotonic()
                 return scorer
-            if key in self._rejected:
-                raise Unavailable(f"model {entry.version} was rejected: {self._rejected[key]}")
         raise Unavailable(
             f"model {entry.version} (activation height {entry.activation_height}) is not loaded yet; "
             "it is being loaded and verified, retry"
         )
+
+    def _verified_locked(self, entry: plan_lib.Entry) -> scorer_lib.Scorer | None:
+        """The entry's loaded model (marked as just used); Unavailable if it was rejected; None if not loaded."""
+        scorer = self._loaded.get(entry.key)
+        if scorer is not None:
+            self._last_used[entry.key] = time.monotonic()
+            return scorer
+        if entry.key in self._rejected:
+            raise Unavailable(
+                f"model {entry.version} (activation height {entry.activation_height}) was rejected: "
+                f"{self._rejected[entry.key]}"
+            )
+        return None
 
     # -- what operators see --------------------------------------------------------------
 

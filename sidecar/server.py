@@ -96,6 +96,13 @@ def _block_height(metadata: pb.InferenceMetadata) -> int | None:
     return metadata.block_height or None
 
 
+def _version_and_hash(entry, scorer) -> tuple[str, str]:
+    """What to report for the current model: the loaded one's own facts, else the plan's."""
+    if scorer is not None:
+        return scorer.model_version, scorer.model_hash
+    return entry.version, entry.expected_hash or ""
+
+
 class InferenceServicer(pb_grpc.InferenceServiceServicer):
     def __init__(
         self,
@@ -208,10 +215,11 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
 
     def HealthCheck(self, request, context):  # pylint: disable=invalid-name
         serving = self._lifecycle.serving
-        version, model_hash = self._current_model()
+        current = self._registry.current()
+        version, model_hash = _version_and_hash(*current)
         return pb.HealthCheckResponse(
             status=pb.HEALTH_STATUS_HEALTHY if serving else pb.HEALTH_STATUS_UNHEALTHY,
-            model_loaded=self._registry.current()[1] is not None,
+            model_loaded=current[1] is not None,
             model_version=version,
             model_hash=model_hash,
             uptime_seconds=int(time.monotonic() - self._started),
@@ -220,7 +228,7 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         )
     def GetMetrics(self, request, context):  # pylint: disable=invalid-name
         snap = self._metrics.snapshot()
-        version, model_hash = self._current_model()
+        version, model_hash = _version_and_hash(*self._registry.current())
         return pb.GetMetricsResponse(
             total_inferences=snap["total"],
             successful_inferences=snap["successful"],
@@ -271,13 +279,6 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
             differences=v.differences,
             test_vector_id=v.test_vector_id,
         )
-
-    def _current_model(self) -> tuple[str, str]:
-        entry, scorer = self._registry.current()
-        if scorer is not None:
-            return scorer.model_version, scorer.model_hash
-        return entry.version, entry.expected_hash or ""
-
 
 class BindError(RuntimeError):
     """The gRPC address could not be bound."""

@@ -13,7 +13,6 @@ import concurrent.futures
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import threading
@@ -254,16 +253,15 @@ def test_concurrent_requests_across_the_activation_while_the_plan_reloads(sideca
 
 
 def _bad_golden_model(models_dir: str, version: str) -> str:
-    """A copy of v1.1.0 relabelled `version` whose golden vectors expect a wrong
-    output: hash and metadata agree, so only the self-check can catch it."""
+    """v1.1.0 relabelled `version` whose golden vectors expect a wrong output:
+    hash and metadata agree, so only the self-check can catch it."""
     name = "trust_score_bad_golden"
-    path = os.path.join(models_dir, name)
-    shutil.copytree(os.path.join(models_dir, "trust_score_v1_1"), path)
+    path = committed_model.relabel(models_dir, "trust_score_v1_1", name, version)
     doc = read_json(os.path.join(path, golden.GOLDEN_FILE))
     doc["vectors"][0]["output_hash"] = "0" * 64
     write_json(os.path.join(path, golden.GOLDEN_FILE), doc)
     meta = read_json(os.path.join(path, hashing.METADATA_FILE))
-    meta["version"], meta["model_hash"] = version, hashing.model_hash(path)
+    meta["model_hash"] = hashing.model_hash(path)
     write_json(os.path.join(path, hashing.METADATA_FILE), meta)
     return name, meta["model_hash"]
 
