@@ -5,40 +5,39 @@
     python3 third_party/debian/fetch.py --out DIR       # also copy the .debs into DIR
     python3 third_party/debian/fetch.py --extract ROOT  # unpack every data.tar into ROOT
 
-Each .deb is fetched from its `url` (deb.debian.org), else its `snapshot_url`
-(snapshot.debian.org), and must match the lock's size and sha256. Verified
-files live in a content-addressed cache,
+Each .deb is fetched from the input mirrors in `VEID_MIRRORS`
+(third_party/mirror/mirror.py), else its `url` (deb.debian.org), else its
+`snapshot_url` (snapshot.debian.org), and must match the lock's size and
+sha256. Verified files live in a content-addressed cache,
 `$VEID_DEB_CACHE/sha256/<sha256>/<file>` (default VEID_DEB_CACHE:
-~/.cache/veid-sidecar/debs), so a second run needs no network. A missing file
-(404: the archive moved on after a security update) or a hash/size mismatch
-stops with the package's name; refresh the lock with
-`python3 tools/debian_lock.py` (after `apt-get update`) and commit it.
+~/.cache/veid-sidecar/debs), so a second run needs no network. A file found
+nowhere (404: the archive moved on after a security update, and no mirror has
+it) or a hash/size mismatch anywhere stops with the package's name; refresh
+the lock with `python3 tools/debian_lock.py` (after `apt-get update`) and
+commit it, or point VEID_MIRRORS at the release's mirror.
 
 Stdlib only (Python 3.11).
 """
 
 import argparse
-import hashlib
 import json
 import os
 import posixpath
 import shutil
 import sys
-import tempfile
-import urllib.error
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# deb.py beside this script; PYTHONSAFEPATH (set for Bazel) keeps it off sys.path.
-sys.path.insert(0, HERE)
+# deb.py beside this script and third_party/mirror/mirror.py; PYTHONSAFEPATH
+# (set for Bazel) keeps them off sys.path.
+sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "mirror")]
 import deb as deb_lib  # noqa: E402  pylint: disable=wrong-import-position
+import mirror  # noqa: E402  pylint: disable=wrong-import-position
 
 DEFAULT_LOCK = os.path.join(HERE, "packages.lock.json")
 REFRESH = "refresh the lock with `apt-get update && python3 tools/debian_lock.py` and commit it"
 
 
-class FetchError(Exception):
-    pass
+FetchError = mirror.FetchError
 
 
 def cache_root():
@@ -57,58 +56,18 @@ def cached_path(entry, root=None):
     return os.path.join(root or cache_root(), "sha256", entry["sha256"], posixpath.basename(entry["url"]))
 
 
-def _download(url, dest_dir, timeout):
-    """Downloads url into a temp file in dest_dir; returns (path, sha256, size)."""
-    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix=".partial-")
-    digest, size = hashlib.sha256(), 0
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            while True:
-                chunk = resp.read(1 << 20)
-                if not chunk:
-                    break
-                digest.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return tmp, digest.hexdigest(), size
-
-
 def ensure(entry, root=None, timeout=60):
     """Returns the path of the verified .deb for a lock entry, downloading it if needed."""
     path = cached_path(entry, root)
     if os.path.exists(path):
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        if h.hexdigest() == entry["sha256"] and os.path.getsize(path) == entry["size"]:
+        if mirror.sha256_file(path) == entry["sha256"] and os.path.getsize(path) == entry["size"]:
             return path
         os.unlink(path)  # corrupt cache entry: fetch again
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     label = f"{entry['name']} {entry['version']} ({entry['arch']})"
-    errors = []
-    for url in (entry["url"], entry.get("snapshot_url")):
-        if not url:
-            continue
-        try:
-            tmp, sha, size = _download(url, os.path.dirname(path), timeout)
-        except urllib.error.HTTPError as e:
-            errors.append(f"{url}: HTTP {e.code}")
-            continue
-        except (urllib.error.URLError, OSError) as e:
-            errors.append(f"{url}: {getattr(e, 'reason', e)}")
-            continue
-        if sha != entry["sha256"] or size != entry["size"]:
-            os.unlink(tmp)
-            raise FetchError(
-                f"{label}: {url} has sha256 {sha} and {size} bytes, the lock pins {entry['sha256']} "
-                f"and {entry['size']} bytes; {REFRESH}")
-        os.replace(tmp, path)
-        return path
-    raise FetchError(f"{label}: cannot download it ({'; '.join(errors)}); {REFRESH}")
+    mirror.fetch(label, entry["sha256"], posixpath.basename(entry["url"]),
+                 [entry["url"], entry.get("snapshot_url")], path, size=entry["size"],
+                 timeout=timeout, hint=REFRESH)
+    return path
 
 
 def extract(deb, root):

@@ -1,13 +1,15 @@
-"""Wheels of rules_python's own pip tooling that replace the ones 0.8.1 pins.
+"""Wheels of rules_python's own pip tooling: some replace the ones 0.8.1 pins.
 
 `pip_install_dependencies()` (which pip_parse calls) declares each
 `pypi__<name>` only when it is not declared yet (`maybe`), so calling
-`rules_python_tool_overrides()` first swaps a wheel. Each is an http_archive of
-a wheel on PyPI's file host pinned by sha256: Bazel's repository cache (which
-survives `bazel clean --expunge`) serves it offline after one fetch.
+`rules_python_tool_overrides()` first swaps a wheel. Each is a
+`pinned_archive` of a wheel on PyPI's file host pinned by sha256, tried on the
+input mirrors first: Bazel's repository cache (which survives
+`bazel clean --expunge`) serves it offline after one fetch, and
+`bazel run //image:mirror` copies it into a release's mirror.
 """
 
-load("@bazel_tools//tools/build_defs/repo:http.bzl", "http_archive")
+load("//third_party/mirror:mirror.bzl", "pinned_archives")
 
 # As rules_python 0.8.1 lays out its tool wheels (python/pip_install/repositories.bzl),
 # plus the requirements of a wheel that 0.8.1's did not have.
@@ -36,7 +38,7 @@ PIP_COMPILE_ARGS = [
 _FILES = "https://files.pythonhosted.org/packages/"
 
 # (repository, wheel URL, sha256, repositories its lib needs)
-_OVERRIDES = [
+_TOOL_WHEELS = [
     # 1.8.2 fails on Metadata-Version 2.4/2.5 ("'NoneType' object has no
     # attribute 'replace'"), which most of the lock's wheels carry; 2.0 reads them.
     (
@@ -82,14 +84,46 @@ _OVERRIDES = [
         "09abb1bccd265c01f4a3aa3f7a7db064b36514d2cba19a2f694fe6150451a759",
         [],
     ),
+    # The rest of 0.8.1's tool wheels, with its own pins
+    # (python/pip_install/repositories.bzl): declared here only so that they
+    # too are fetched through the input mirrors.
+    (
+        "pypi__click",
+        _FILES + "76/0a/b6c5f311e32aeb3b406e03c079ade51e905ea630fc19d1262a46249c1c86/click-8.0.1-py3-none-any.whl",
+        "fba402a4a47334742d782209a7c79bc448911afe1149d07bdabdf480b3e2f4b6",
+        [],
+    ),
+    (
+        "pypi__colorama",
+        _FILES + "44/98/5b86278fbbf250d239ae0ecb724f8572af1c91f4a11edf4d36a206189440/colorama-0.4.4-py2.py3-none-any.whl",
+        "9f47eda37229f68eee03b24b9748937c7dc3868f906e8ba69fbcbdd3bc5dc3e2",
+        [],
+    ),
+    (
+        "pypi__setuptools",
+        _FILES + "7c/5b/3d92b9f0f7ca1645cba48c080b54fe7d8b1033a4e5720091d1631c4266db/setuptools-60.10.0-py3-none-any.whl",
+        "782ef48d58982ddb49920c11a0c5c9c0b02e7d7d1c2ad0aa44e1a1e133051c96",
+        [],
+    ),
+    (
+        "pypi__wheel",
+        _FILES + "27/d6/003e593296a85fd6ed616ed962795b2f87709c3eee2bca4f6d0fe55c6d00/wheel-0.37.1-py2.py3-none-any.whl",
+        "4bdcd7d840138086126cd09254dc6195fb4fc6f01c050a1d7236f2630db1d22a",
+        [],
+    ),
+]
+
+# What the mirror writer (//third_party/mirror:archives.json) lists too.
+ARCHIVES = [
+    {
+        "build_file_content": _WHEEL_BUILD.format(deps = repr(["@%s//:lib" % d for d in deps])),
+        "name": name,
+        "sha256": sha256,
+        "type": "zip",
+        "url": url,
+    }
+    for name, url, sha256, deps in _TOOL_WHEELS
 ]
 
 def rules_python_tool_overrides():
-    for name, url, sha256, deps in _OVERRIDES:
-        http_archive(
-            name = name,
-            build_file_content = _WHEEL_BUILD.format(deps = repr(["@%s//:lib" % d for d in deps])),
-            sha256 = sha256,
-            type = "zip",
-            url = url,
-        )
+    pinned_archives(ARCHIVES)

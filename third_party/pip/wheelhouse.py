@@ -6,8 +6,10 @@ interpreter:
   wheelhouse.py --lock requirements_lock.txt --wheelhouse DIR --out REPO
 
 Wheels live in DIR/sha256/<hash>/<file>.whl, so a lock only ever finds the
-bytes it names, and a second clean build needs no network. Missing wheels are
-fetched by pip, run from a throw-away venv with the host's pip configuration
+bytes it names, and a second clean build needs no network. Missing wheels come
+from the input mirrors in VEID_MIRRORS first (by the sha256 and file name
+--files, wheels.lock.json, names; a wrong file there stops the build), else
+are fetched by pip, run from a throw-away venv with the host's pip configuration
 and site-packages shut out, with --require-hashes --no-deps
 --only-binary=:all:. Every wheel is hashed again before REPO/wheels/ links it.
 rules_python's pip_parse then installs @pypi from REPO/wheels/ alone
@@ -24,6 +26,10 @@ import subprocess
 import sys
 import tempfile
 import venv
+
+# third_party/mirror/mirror.py; PYTHONSAFEPATH (set for Bazel) keeps it off sys.path.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "mirror"))
+import mirror  # noqa: E402  pylint: disable=wrong-import-position
 
 _PIP_SETTINGS = {
     "PIP_CONFIG_FILE": os.devnull,
@@ -159,7 +165,41 @@ def download(pip_python, missing, wheelhouse, workdir, pip_args):
         shutil.rmtree(dest, ignore_errors=True)
 
 
-def resolve(entries, wheelhouse, pip_python, workdir, pip_args):
+def load_files(path):
+    """{name: (file name, sha256)} from wheels.lock.json (tools/wheel_urls.py)."""
+    if not path:
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return {w["name"]: (w["filename"], w["sha256"]) for w in json.load(f)["wheels"]}
+
+
+def from_mirrors(missing, files, wheelhouse):
+    """Fetches what the input mirrors have (VEID_MIRRORS); returns what is still missing.
+
+    A mirror is addressed by sha256 and file name, which wheels.lock.json
+    gives; a wheel it does not name, or no mirror has, is left to pip.
+    """
+    mirrors = mirror.bases()
+    if not mirrors:
+        return missing
+    left = []
+    for name, version, hashes in missing:
+        filename, digest = files.get(name, (None, None))
+        if digest not in hashes:
+            left.append((name, version, hashes))
+            continue
+        dest = os.path.join(wheelhouse, "sha256", digest, filename)
+        try:
+            mirror.fetch(f"{name}=={version}", digest, filename, [], dest, mirrors=mirrors)
+        except mirror.NotFound as e:
+            print(f"wheelhouse: {e}; asking PyPI", file=sys.stderr)
+            left.append((name, version, hashes))
+        except mirror.FetchError as e:
+            raise LockError(str(e)) from e
+    return left
+
+
+def resolve(entries, wheelhouse, pip_python, workdir, pip_args, files=None):
     tags = supported_tags(pip_python)
     found, missing = {}, []
     for name, version, hashes in entries:
@@ -169,7 +209,9 @@ def resolve(entries, wheelhouse, pip_python, workdir, pip_args):
         else:
             missing.append((name, version, hashes))
     if missing:
-        download(pip_python, missing, wheelhouse, workdir, pip_args)
+        for_pip = from_mirrors(missing, files or {}, wheelhouse)
+        if for_pip:
+            download(pip_python, for_pip, wheelhouse, workdir, pip_args)
         for name, version, hashes in missing:
             hit = find_cached(wheelhouse, hashes, tags)
             if not hit:
@@ -219,11 +261,11 @@ def write_repo(out, entries, found):
         f.write("\n")
 
 
-def fill(lock, wheelhouse, out, pip_args=()):
+def fill(lock, wheelhouse, out, pip_args=(), files=None):
     entries = parse_lock(lock)
     with tempfile.TemporaryDirectory(prefix="wheelhouse.") as workdir:
         pip_python = make_pip(workdir)
-        found = resolve(entries, wheelhouse, pip_python, workdir, list(pip_args))
+        found = resolve(entries, wheelhouse, pip_python, workdir, list(pip_args), load_files(files))
     write_repo(out, entries, found)
 
 
@@ -232,11 +274,12 @@ def main(argv):
     parser.add_argument("--lock", required=True)
     parser.add_argument("--wheelhouse", required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--files", help="wheels.lock.json: the file name of each wheel, for mirrors")
     parser.add_argument("--pip-arg", action="append", default=[],
                         help="extra argument for `pip download` (tests: --no-index, --find-links)")
     args = parser.parse_args(argv)
     try:
-        fill(args.lock, os.path.abspath(args.wheelhouse), os.path.abspath(args.out), args.pip_arg)
+        fill(args.lock, os.path.abspath(args.wheelhouse), os.path.abspath(args.out), args.pip_arg, args.files)
     except LockError as e:
         print(f"wheelhouse: {e}", file=sys.stderr)
         return 1
