@@ -123,6 +123,18 @@ def test_upstream_404_is_served_by_the_mirror(tmp_path, serve):
     assert f"{a['name']} {a['version']}" in proc.stderr and "not at 1 earlier location" in proc.stderr
 
 
+def test_snapshot_url_when_the_pool_url_is_gone(tmp_path, serve):
+    (a, a_src), = _debs(1)
+    archive_root = tmp_path / "archive"
+    (archive_root / "snapshot").mkdir(parents=True)
+    shutil.copyfile(a_src, archive_root / "snapshot" / os.path.basename(a["url"]))  # only the snapshot has it
+    archive = serve(archive_root)
+    proc = _fetch(tmp_path, [a], archive.base, "")
+    assert proc.returncode == 0, proc.stderr
+    assert mirror.sha256_file(proc.stdout.split()[0]) == a["sha256"]
+    assert archive.requests == [f"/{os.path.basename(a['url'])}", f"/snapshot/{os.path.basename(a['url'])}"]
+
+
 def test_mirror_over_http_before_upstream(tmp_path, serve):
     (a, a_src), = _debs(1)
     mirror_root, archive_root = tmp_path / "mirror", tmp_path / "archive"

@@ -117,13 +117,20 @@ def _env(work, mirrors):
     }
 
 
+_REPO_ENV = ("VEID_MIRRORS", "VEID_WHEELHOUSE", "VEID_DEB_CACHE")
+
+
 def _bazel(work, src, env, *args):
-    """Bazel in batch mode (no server outliving the namespace) on its own output root."""
-    repo_env = [f"--repo_env={k}={env[k]}" for k in ("VEID_MIRRORS", "VEID_WHEELHOUSE", "VEID_DEB_CACHE")]
+    """Bazel in batch mode (no server outliving the namespace) on its own output root.
+
+    The VEID_* settings reach it only as --repo_env, as a user.bazelrc would pass them.
+    """
+    repo_env = [f"--repo_env={k}={env[k]}" for k in _REPO_ENV]
     command, rest = args[0], list(args[1:])
     cmd = ["bazel", "--batch", f"--output_user_root={os.path.join(work, 'bazel')}", command,
            f"--repository_cache={env['REPOSITORY_CACHE']}", *repo_env, *rest]
-    return subprocess.Popen(_offline(cmd), cwd=src, env=env, stdout=subprocess.PIPE,
+    client_env = {k: v for k, v in env.items() if k not in _REPO_ENV}
+    return subprocess.Popen(_offline(cmd), cwd=src, env=client_env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
 
