@@ -189,12 +189,12 @@ def deb_packages(debs, lock, licences):
         texts, dir_links = deb_contents(path)
         copyrights.update(texts)
         links.update(dir_links)
-        infos.append((name, entry, path))
-    if sorted(by_name) != sorted(name for name, _, _ in infos):
-        raise SbomError(f"the .debs given are not packages.lock.json's: missing "
-                        f"{sorted(set(by_name) - {n for n, _, _ in infos})}")
+        infos.append((name, entry))
+    if sorted(by_name) != sorted(name for name, _ in infos):
+        raise SbomError(f"the .debs given are not packages.lock.json's ({len(infos)} for {len(by_name)}): "
+                        f"missing {sorted(set(by_name) - {n for n, _ in infos})}")
     packages = []
-    for name, entry, path in infos:
+    for name, entry in infos:
         doc = name
         for _ in range(8):  # libstdc++6's doc directory is a link to gcc-12-base's
             if doc in copyrights or doc not in links:

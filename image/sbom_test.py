@@ -102,7 +102,7 @@ def test_every_deb_of_the_lock_with_its_version_hash_and_url(packages):
         p = found[entry["name"]]
         assert p["versionInfo"] == entry["version"]
         assert p["downloadLocation"] == entry["url"]
-        assert checksum(p) == entry["sha256"] == sha(debs[os.path.basename(entry["url"]).replace("%2B", "+")])
+        assert checksum(p) == entry["sha256"] == sha(debs[os.path.basename(entry["url"])])
         assert p["licenseDeclared"] and p["licenseConcluded"] == "NOASSERTION"
 
 
