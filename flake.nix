@@ -12,6 +12,7 @@
     {
       packages.x86_64-linux = {
         default = veid.image; # result/image (OCI layout), result/image.digest
+        sbom = veid.sbom; # the image's SBOM (SPDX 2.3 JSON), as in the layout
         stubs = veid.stubs;
         debian-root = veid.debianRoot;
       };

@@ -39,6 +39,9 @@ GZIP_LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
 CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
 INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
+# OCI 1.1: an artifact manifest's config when it has none (the two bytes "{}").
+EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
+REF_NAME = "org.opencontainers.image.ref.name"
 
 DEFAULT_CONFIG = {
     "User": "65532",
@@ -538,13 +541,65 @@ def assemble(spec, out, log=sys.stderr):
         "layers": layer_descs,
     }
     manifest_desc = dict(mediaType=MANIFEST_MEDIA_TYPE, **write_blob(blobs, canonical_json(manifest)))
-    manifest_desc["annotations"] = {"org.opencontainers.image.ref.name": spec.get("tag", "latest")}
-    index = {"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": [manifest_desc]}
-    with open(os.path.join(out, "index.json"), "wb") as f:
-        f.write(canonical_json(index))
+    manifest_desc["annotations"] = {REF_NAME: spec.get("tag", "latest")}
+    write_index(out, {"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": [manifest_desc]})
     with open(os.path.join(out, "oci-layout"), "wb") as f:
         f.write(canonical_json({"imageLayoutVersion": "1.0.0"}))
     return manifest_desc["digest"]
+
+
+def read_index(out):
+    with open(os.path.join(out, "index.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def write_index(out, index):
+    with open(os.path.join(out, "index.json"), "wb") as f:
+        f.write(canonical_json(index))
+
+
+def tagged(index, tag="latest"):
+    """The descriptor an index names `tag`: a layout also lists its image's
+    referrers, which carry no ref.name."""
+    found = [d for d in index["manifests"] if d.get("annotations", {}).get(REF_NAME) == tag]
+    if len(found) != 1:
+        raise SpecError(f"index.json names {tag!r} {len(found)} times")
+    return found[0]
+
+
+def referrers(out, subject_digest, artifact_type=None):
+    """Descriptors of the layout's artifact manifests (of `artifact_type`, if
+    given) whose subject is `subject_digest`."""
+    found = []
+    for desc in read_index(out)["manifests"]:
+        if "artifactType" not in desc or artifact_type not in (None, desc["artifactType"]):
+            continue
+        with open(os.path.join(out, "blobs", *desc["digest"].split(":", 1)), "rb") as f:
+            if json.load(f).get("subject", {}).get("digest") == subject_digest:
+                found.append(desc)
+    return found
+
+
+def add_referrer(out, subject, artifact_type, data):
+    """Attaches `data` to the manifest `subject` as an OCI 1.1 referrer: an
+    image manifest with `artifactType`, the empty config, `data` as its one
+    layer (media type `artifact_type`) and `subject`. Its descriptor is
+    appended to index.json with its artifactType and no ref.name, so the
+    tag still names the image alone and the image's bytes do not change."""
+    blobs = os.path.join(out, "blobs", "sha256")
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "artifactType": artifact_type,
+        "config": dict(mediaType=EMPTY_MEDIA_TYPE, **write_blob(blobs, b"{}")),
+        "layers": [dict(mediaType=artifact_type, **write_blob(blobs, data))],
+        "subject": {key: subject[key] for key in ("mediaType", "digest", "size")},
+    }
+    desc = dict(mediaType=MANIFEST_MEDIA_TYPE, artifactType=artifact_type, **write_blob(blobs, canonical_json(manifest)))
+    index = read_index(out)
+    index["manifests"].append(desc)
+    write_index(out, index)
+    return desc
 
 
 def main(argv=None):
@@ -558,10 +613,14 @@ def main(argv=None):
     return run("assemble", lambda: spec, args.out, args.digest_file)
 
 
-def run(program, make_spec, out, digest_file=None):
-    """CLI tail shared with build.py: assemble, report the digest, map errors to exit 1."""
+def run(program, make_spec, out, digest_file=None, then=None):
+    """CLI tail shared with build.py: assemble, `then(spec, out)` (build.py
+    attaches the SBOM), report the digest, map errors to exit 1."""
     try:
-        digest = assemble(make_spec(), out)
+        spec = make_spec()
+        digest = assemble(spec, out)
+        if then:
+            then(spec, out)
     except (SpecError, OSError, ValueError, zipfile.BadZipFile, tarfile.TarError) as e:
         print(f"{program}: {e}", file=sys.stderr)
         return 1

@@ -14,6 +14,8 @@ import zlib
 
 import pytest
 
+from image import assemble
+
 ASSEMBLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assemble.py")
 EPOCH = 1700000000
 
@@ -159,9 +161,7 @@ def read_json(layout, digest):
 
 
 def manifest_of(layout):
-    with open(os.path.join(layout, "index.json")) as f:
-        index = json.load(f)
-    return read_json(layout, index["manifests"][0]["digest"])
+    return read_json(layout, assemble.tagged(assemble.read_index(layout))["digest"])
 
 
 def layers_of(layout):
@@ -354,6 +354,56 @@ def test_umoci_unpacks_layout(two_builds, tmp_path):
     assert (rootfs / "usr/lib/python3/dist-packages/tinypkg/__init__.py").read_bytes() == b"VALUE = 42\n"
     assert os.readlink(rootfs / "models/tiny/index-link") == "variables/variables.index"
     assert (rootfs / "etc/ssl/certs/ca-certificates.crt").read_bytes() == b"CERT-A\nCERT-B\n"
+
+
+@pytest.fixture(scope="module")
+def with_referrer(two_builds, tmp_path_factory):
+    """Build a's layout, copied, with an SBOM-like referrer attached."""
+    (digest, a), _ = two_builds
+    layout = tmp_path_factory.mktemp("referrer") / "oci"
+    shutil.copytree(a, layout)
+    subject = assemble.tagged(assemble.read_index(layout))
+    desc = assemble.add_referrer(str(layout), subject, "application/spdx+json", b'{"spdxVersion": "SPDX-2.3"}\n')
+    return digest, layout, subject, desc
+
+
+def test_a_referrer_leaves_the_image_as_it_was(two_builds, with_referrer):
+    (_, a), _ = two_builds
+    digest, layout, subject, desc = with_referrer
+    index = assemble.read_index(layout)
+    assert index["manifests"][0] == assemble.read_index(a)["manifests"][0] == subject
+    assert subject["digest"] == digest and assemble.tagged(index) == subject
+    assert index["manifests"][1] == desc and "annotations" not in desc  # the tag names the image alone
+    assert (layout / "index.json").read_bytes() == json.dumps(index, sort_keys=True, separators=(",", ":")).encode()
+
+
+def test_the_referrer_manifest_is_oci_1_1(with_referrer):
+    _, layout, subject, desc = with_referrer
+    raw = (layout / "blobs" / "sha256" / desc["digest"].split(":")[1]).read_bytes()
+    assert hashlib.sha256(raw).hexdigest() == desc["digest"].split(":")[1] and len(raw) == desc["size"]
+    manifest = json.loads(raw)
+    assert desc["artifactType"] == manifest["artifactType"] == "application/spdx+json"
+    assert manifest["mediaType"] == desc["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert manifest["config"] == {"mediaType": "application/vnd.oci.empty.v1+json", "size": 2,
+                                  "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest()}
+    assert manifest["subject"] == {k: subject[k] for k in ("mediaType", "digest", "size")}
+    (layer,) = manifest["layers"]
+    assert layer["mediaType"] == "application/spdx+json"
+    assert read_json(layout, layer["digest"]) == {"spdxVersion": "SPDX-2.3"}
+    assert assemble.referrers(str(layout), subject["digest"], "application/spdx+json") == [desc]
+    assert assemble.referrers(str(layout), subject["digest"], "application/other") == []
+
+
+@pytest.mark.skipif(not shutil.which("skopeo"), reason="skopeo is not installed (apt-get install skopeo)")
+def test_skopeo_copies_the_tagged_image_of_a_layout_with_a_referrer(with_referrer, tmp_path):
+    digest, layout, _, _ = with_referrer
+    proc = subprocess.run(["skopeo", "inspect", f"oci:{layout}:latest"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["Digest"] == digest
+    copy = ["skopeo", "copy", "--quiet", "--preserve-digests", f"oci:{layout}:latest", f"oci:{tmp_path / 'copy'}:latest"]
+    proc = subprocess.run(copy, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert assemble.tagged(assemble.read_index(tmp_path / "copy"))["digest"] == digest
 
 
 if __name__ == "__main__":

@@ -1,37 +1,37 @@
 """Builds the validator image from pinned inputs: the one recipe Bazel and Nix share.
 
-  build.py --repo ROOT --stub F... --deb F... --wheel F... --out OCI_DIR [--digest-file F]
+  build.py --repo ROOT --stub F... --deb F... --wheel F... --out OCI_DIR [--digest-file F] [--sbom F]
 
-ROOT holds image/image.json, sidecar/*.py, models/trust_score and models/plan.json; --stub are
-the generated inference/v1 modules; --deb every .deb of
-third_party/debian/packages.lock.json; --wheel every wheel of the lock (only
-image.json's python_runtime set goes in). Everything that decides the image's
-bytes is in image.json or derived here from the sources, never from the
-builder's clock, paths, umask or locale.
+ROOT holds image/image.json, sidecar/*.py, models/trust_score, models/plan.json
+and the locks (third_party/debian/packages.lock.json,
+third_party/pip/wheels.lock.json); --stub are the generated inference/v1
+modules; --deb every .deb of the Debian lock; --wheel every wheel of the lock
+(only image.json's python_runtime set goes in). Everything that decides the
+image's bytes is in image.json or derived here from the sources, never from
+the builder's clock, paths, umask or locale.
+
+The layout also carries the image's SBOM (image/sbom.py) as an OCI 1.1
+referrer of the image manifest; --sbom writes the same bytes to a file.
 """
 
 import argparse
 import json
 import os
-import re
 import sys
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, _HERE)
 
 import assemble  # noqa: E402  (sibling module, also run on its own)
+import sbom  # noqa: E402
 
 
 class BuildError(ValueError):
     pass
 
 
-def canonical(name):
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def wheel_distribution(path):
-    return canonical(os.path.basename(path).split("-", 1)[0])
+    return sbom.canonical(os.path.basename(path).split("-", 1)[0])
 
 
 def runtime_wheels(wheels, wanted):
@@ -111,6 +111,16 @@ def spec(repo, stubs, debs, wheels):
     }
 
 
+def attach_sbom(repo, spec, out, sbom_file=None):
+    """The SBOM of the image just assembled in `out`, attached as its referrer."""
+    subject = assemble.tagged(assemble.read_index(out), spec.get("tag", "latest"))
+    data = sbom.dumps(sbom.document(repo, spec, subject))
+    assemble.add_referrer(out, subject, sbom.MEDIA_TYPE, data)
+    if sbom_file:
+        with open(sbom_file, "wb") as f:
+            f.write(data)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repo", required=True)
@@ -119,9 +129,11 @@ def main(argv=None):
     ap.add_argument("--wheel", action="append", default=[])
     ap.add_argument("--out", required=True)
     ap.add_argument("--digest-file")
+    ap.add_argument("--sbom", help="also write the SBOM (SPDX 2.3 JSON) here")
     args = ap.parse_args(argv)
     return assemble.run("image/build.py", lambda: spec(args.repo, args.stub, args.deb, args.wheel),
-                        args.out, args.digest_file)
+                        args.out, args.digest_file,
+                        then=lambda image_spec, out: attach_sbom(args.repo, image_spec, out, args.sbom))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ Podman), through a registry, and with the deploy files as written.
   `podman stop` within the grace period.
 * registry: Debian's docker-registry on a free loopback port; push by digest,
   `skopeo inspect` and a pull by digest into a clean store give the same
-  digest, and the pulled image runs the same way.
+  digest, and the pulled image runs the same way. skopeo copies no
+  referrers; image/referrers.py pushes the SBOM beside the image (the
+  referrers tag schema: docker-registry 2.8 has no referrers API), and it
+  comes back by the image's digest, byte for byte, the image's digest unchanged.
 * compose: podman-compose starts deploy/docker-compose.yml (ports moved to
   free ones) against the loaded image.
 
@@ -31,8 +34,10 @@ import pytest
 from grpc_health.v1 import health_pb2
 from grpc_health.v1 import health_pb2_grpc
 
+from image import assemble
 from image import compose
 from image import podman
+from image import referrers
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
 from ops import committed_model
@@ -40,6 +45,8 @@ from ops import sidecar_process
 from sidecar import golden
 
 _LAYOUT = os.path.join("image", "image")
+_SBOM = os.path.join("image", "sbom.spdx.json")
+_SBOM_TYPE = "application/spdx+json"
 _LOAD_S = 20.0
 _CONCURRENCY = 64
 _IN_FLIGHT = 16
@@ -335,6 +342,38 @@ def test_registry_keeps_the_digest(pulled, digest):
     inspected = json.loads(engine.skopeo("inspect", "--no-tags", "--tls-verify=false", f"docker://{ref}").stdout)
     assert inspected["Digest"] == digest
     assert engine.image_digest(ref) == digest
+
+
+def test_the_sbom_travels_with_the_image(pulled, registry, digest):
+    engine, ref = pulled
+    client = referrers.Registry(f"http://{registry.host}", "veid-sidecar")
+    assert client.referrers(digest) == [], "skopeo 1.9 copied a referrer after all"
+    (pushed,) = referrers.push(client, _LAYOUT)
+    with open(os.path.join("image", "SBOM_DIGEST"), encoding="ascii") as f:
+        assert pushed["digest"] == f.read().strip()
+    # docker-registry 2.8 has no referrers API: the sha256-<hex> tag lists it.
+    assert client.referrers_api(digest) is None
+    assert client.manifest(referrers.fallback_tag(digest)) is not None
+    assert client.referrers(digest, _SBOM_TYPE) == [pushed]
+    with open(_SBOM, "rb") as f:
+        assert referrers.fetch(client, digest, _SBOM_TYPE) == f.read()
+    # Pushing again adds nothing; another referrer is merged into the same index.
+    referrers.push(client, _LAYOUT)
+    assert client.referrers(digest) == [pushed]
+    subject = assemble.tagged(assemble.read_index(_LAYOUT))
+    note = {"schemaVersion": 2, "mediaType": referrers.MANIFEST_MEDIA_TYPE, "artifactType": "text/plain",
+            "config": {"mediaType": assemble.EMPTY_MEDIA_TYPE, "digest": client.push_blob(b"{}"), "size": 2},
+            "layers": [{"mediaType": "text/plain", "digest": client.push_blob(b"note\n"), "size": 5}],
+            "subject": {k: subject[k] for k in ("mediaType", "digest", "size")}}
+    data = json.dumps(note).encode()
+    client.put_manifest(referrers.digest_of(data), data, referrers.MANIFEST_MEDIA_TYPE)
+    other = {"mediaType": referrers.MANIFEST_MEDIA_TYPE, "digest": referrers.digest_of(data), "size": len(data),
+             "artifactType": "text/plain"}
+    referrers.merge_fallback_index(client, digest, [other])
+    assert client.referrers(digest) == [pushed, other]
+    assert client.referrers(digest, _SBOM_TYPE) == [pushed]
+    inspected = json.loads(engine.skopeo("inspect", "--no-tags", "--tls-verify=false", f"docker://{ref}").stdout)
+    assert inspected["Digest"] == digest
 
 
 def test_the_pulled_image_runs_and_drains_in_flight_calls(pulled, service, native, vectors):

@@ -21,6 +21,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 from grpc_health.v1 import health_pb2_grpc
 
+from image import assemble
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
 from ops import committed_model
@@ -45,8 +46,7 @@ def blob(digest):
 
 
 def image_parts():
-    with open(os.path.join(_LAYOUT, "index.json")) as f:
-        (desc,) = json.load(f)["manifests"]
+    desc = assemble.tagged(assemble.read_index(_LAYOUT))
     with open(blob(desc["digest"])) as f:
         manifest = json.load(f)
     with open(blob(manifest["config"]["digest"])) as f:

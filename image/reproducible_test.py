@@ -17,8 +17,9 @@ import sys
 import pytest
 
 _BUILD = os.path.join("image", "build.py")
-_SOURCES = ["image/image.json", "image/build.py", "image/assemble.py", "third_party/debian/deb.py", "sidecar",
-            "models/trust_score", "models/plan.json"]
+_SOURCES = ["image/image.json", "image/build.py", "image/assemble.py", "image/sbom.py", "image/sbom_licenses.json",
+            "third_party/debian/deb.py", "third_party/debian/packages.lock.json", "third_party/pip/wheels.lock.json",
+            "sidecar", "models/trust_score", "models/plan.json"]
 _RUNS = [
     {"umask": 0o022, "mtime": 0, "env": {"TZ": "UTC", "LC_ALL": "C"}},
     {"umask": 0o077, "mtime": 1234567890, "env": {"TZ": "America/St_Johns", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}},
@@ -64,6 +65,7 @@ def build(tmp, run):
     cmd = [sys.executable] + (["-S"] if sys.flags.no_site else []) + [os.path.join(repo, _BUILD), "--repo", repo]
     cmd += [a for s in stubs for a in ("--stub", s)] + [a for d in debs for a in ("--deb", d)]
     cmd += [a for w in wheels for a in ("--wheel", w)] + ["--out", os.path.join(tmp, "oci")]
+    cmd += ["--sbom", os.path.join(tmp, "sbom.spdx.json")]
     env = {k: v for k, v in os.environ.items() if k not in ("TZ", "LC_ALL", "LANG")}
     env.update(run["env"])
     proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True,
@@ -73,9 +75,17 @@ def build(tmp, run):
     return proc.stdout.strip().splitlines()[-1]
 
 
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 @pytest.mark.parametrize("run", _RUNS, ids=["umask022-UTC", "umask077-St_Johns"])
-def test_rebuild_gives_bazels_digest(tmp_path, run):
+def test_rebuild_gives_bazels_digest_and_sbom(tmp_path, run):
     assert build(str(tmp_path), run) == bazel_digest()
+    # The same SBOM, so the same referrer beside the image.
+    assert read(tmp_path / "sbom.spdx.json") == read(os.path.join("image", "sbom.spdx.json"))
+    assert read(tmp_path / "oci" / "index.json") == read(os.path.join("image", "image", "index.json"))
 
 
 def test_skopeo_reads_the_layout_and_agrees_on_the_digest():

@@ -7,7 +7,9 @@
 image/DIGEST is the digest of the current commit and image/manifest.json its
 manifest (whose sha256 is that digest), so on a mismatch against it this
 names the layers that differ. Validators compare digests: two people who
-build the same commit must see the same one.
+build the same commit must see the same one. image/SBOM_DIGEST is the digest
+of the SBOM referrer the layout carries (image/sbom.py), checked the same way,
+so a build that puts the same image but another SBOM beside it fails too.
 """
 
 import argparse
@@ -17,9 +19,13 @@ import os
 import re
 import sys
 
+from image import assemble
+from image import sbom
+
 _LAYOUT = os.path.join("image", "image")
 _DIGEST_FILE = os.path.join("image", "DIGEST")
 _MANIFEST_FILE = os.path.join("image", "manifest.json")
+_SBOM_DIGEST_FILE = os.path.join("image", "SBOM_DIGEST")
 # Files that pull the image by digest; --write keeps them on the recorded one.
 _PINNED_FILES = [os.path.join("deploy", "docker-compose.yml"), os.path.join("deploy", "k8s", "validator-pod.yaml")]
 _IMAGE_REF = re.compile(r"(veid-sidecar@)sha256:[0-9a-f]{64}")
@@ -33,17 +39,26 @@ def blob(layout, digest):
 
 def built(layout=_LAYOUT):
     """(manifest digest, manifest bytes, layer names) of the built layout."""
-    with open(os.path.join(layout, "index.json"), encoding="utf-8") as f:
-        (desc,) = json.load(f)["manifests"]
+    desc = assemble.tagged(assemble.read_index(layout))
     manifest = blob(layout, desc["digest"])
     config = json.loads(blob(layout, json.loads(manifest)["config"]["digest"]))
     names = [h["created_by"].rsplit("layer ", 1)[-1] for h in config["history"]]
     return desc["digest"], manifest, names
 
 
+def built_sbom(layout=_LAYOUT):
+    """The digest of the layout's SBOM referrer (its artifact manifest)."""
+    (desc,) = assemble.referrers(layout, assemble.tagged(assemble.read_index(layout))["digest"], sbom.MEDIA_TYPE)
+    return desc["digest"]
+
+
+def read_digest(path):
+    with open(path, encoding="ascii") as f:
+        return f.read().strip()
+
+
 def recorded():
-    with open(_DIGEST_FILE, encoding="ascii") as f:
-        digest = f.read().strip()
+    digest = read_digest(_DIGEST_FILE)
     with open(_MANIFEST_FILE, "rb") as f:
         manifest = f.read()
     return digest, manifest
@@ -83,13 +98,16 @@ def main(argv=None):
             f.write(digest + "\n")
         with open(os.path.join(workspace, _MANIFEST_FILE), "wb") as f:
             f.write(manifest)
+        with open(os.path.join(workspace, _SBOM_DIGEST_FILE), "w", encoding="ascii") as f:
+            f.write(built_sbom() + "\n")
         for rel in _PINNED_FILES:
             path = os.path.join(workspace, rel)
             with open(path, encoding="utf-8") as f:
                 text = f.read()
             with open(path, "w", encoding="utf-8") as f:
                 f.write(_IMAGE_REF.sub(lambda m: m.group(1) + digest, text))
-        print(f"recorded {digest} in {_DIGEST_FILE}, {_MANIFEST_FILE} and {', '.join(_PINNED_FILES)}")
+        print(f"recorded {digest} in {_DIGEST_FILE}, {_MANIFEST_FILE} and {', '.join(_PINNED_FILES)}; "
+              f"the SBOM's {built_sbom()} in {_SBOM_DIGEST_FILE}")
         return 0
     recorded_digest, recorded_manifest = recorded()
     if hashlib.sha256(recorded_manifest).hexdigest() != recorded_digest.split(":", 1)[1]:
@@ -97,6 +115,10 @@ def main(argv=None):
         return 2
     expected = args.expected or recorded_digest
     if digest == expected:
+        if digest == recorded_digest and built_sbom() != read_digest(_SBOM_DIGEST_FILE):
+            print(f"SBOM MISMATCH: built the image's SBOM referrer {built_sbom()}, "
+                  f"{_SBOM_DIGEST_FILE} says {read_digest(_SBOM_DIGEST_FILE)}")
+            return 1
         print(f"OK: built {digest}")
         return 0
     print(f"MISMATCH: built {digest}, expected {expected}")

@@ -91,11 +91,14 @@ let
     wheels = wheelsFor "protoc";
   };
 
-  # What image/build.py reads from --repo (it drops sidecar/*_test.py itself).
+  # What image/build.py reads from --repo (it drops sidecar/*_test.py itself);
+  # its SBOM (image/sbom.py) also reads the locks.
   imageSource = sourceSubset "veid-image-src" (rel: type:
     builtins.elem rel [
       "image" "image/build.py" "image/assemble.py" "image/image.json"
+      "image/sbom.py" "image/sbom_licenses.json"
       "third_party" "third_party/debian" "third_party/debian/deb.py"
+      "third_party/debian/packages.lock.json" "third_party/pip" "third_party/pip/wheels.lock.json"
       "sidecar" "models" "models/trust_score" "models/plan.json"
     ]
     || hasPrefix "models/trust_score/" rel
@@ -108,7 +111,17 @@ let
     wheels = wheelsFor "image";
   };
 
+  # The SBOM on its own: the file the image's build wrote beside the layout.
+  sbom = derivation {
+    name = "veid-sidecar-sbom.spdx.json";
+    inherit system image;
+    builder = busybox;
+    args = [ "sh" "-c" "cp \"$image/sbom.spdx.json\" \"$out\"" ];
+  };
+
   digestFile = root + "/image/DIGEST";
+  sbomDigestFile = root + "/image/SBOM_DIGEST";
+  readIfExists = file: if builtins.pathExists file then builtins.readFile file else "";
 
   checkSource = sourceSubset "veid-lock-src" (rel: type:
     builtins.elem rel [
@@ -118,13 +131,14 @@ let
     ]);
 in
 {
-  inherit image stubs debianRoot;
+  inherit image sbom stubs debianRoot;
 
   checks = {
-    # The Nix-built digest must be the committed (Bazel) one.
+    # The Nix-built digest, and its SBOM referrer's, must be the committed (Bazel) ones.
     digest = run "veid-check-digest" ./check-digest.sh {
       inherit image;
-      expected = if builtins.pathExists digestFile then builtins.readFile digestFile else "";
+      expected = readIfExists digestFile;
+      expectedSbom = readIfExists sbomDigestFile;
     };
     # wheels.lock.json names the wheels requirements_lock.txt pins.
     wheels-lock = run "veid-check-wheels-lock" ./check-wheels-lock.sh {

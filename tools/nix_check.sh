@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Builds the image with Nix (flake.nix, no nixpkgs) and compares its digest
-# with image/DIGEST, the digest Bazel's //image is committed to.
+# with image/DIGEST, the digest Bazel's //image is committed to, and its SBOM
+# referrer's with image/SBOM_DIGEST.
 #
 #   tools/nix_check.sh          # the git checkout: tracked files only, like a CI clone
 #   tools/nix_check.sh --path   # the working directory, untracked files included
 #
 # Installs Debian's nix-bin (Nix 2.8) when `nix` is missing. Exit 0 only when
-# the digests match and tools/wheel_urls.py --check passes inside Nix.
+# both digests match and tools/wheel_urls.py --check passes inside Nix.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -59,3 +60,15 @@ if [[ "$built" != "$want" ]]; then
   exit 1
 fi
 echo "nix_check: matches image/DIGEST"
+# The same SBOM bytes: the layout's SBOM referrer is the one Bazel's
+# //image:update_digest recorded (its layer is the SBOM, by digest). index.json
+# is canonical JSON, so the descriptor's keys come in this order.
+sbom=$(grep -o '"artifactType":"application/spdx+json","digest":"sha256:[0-9a-f]*"' "$tmp/result/image/index.json" |
+  sed 's/.*"digest":"//; s/"$//')
+want_sbom=$(tr -d '[:space:]' < "$root/image/SBOM_DIGEST")
+echo "nix: SBOM referrer $sbom"
+if [[ "$sbom" != "$want_sbom" ]]; then
+  echo "nix_check: MISMATCH: nix built the SBOM referrer $sbom, image/SBOM_DIGEST (bazel) is $want_sbom" >&2
+  exit 1
+fi
+echo "nix_check: matches image/SBOM_DIGEST"

@@ -1,9 +1,10 @@
 """Reads a Debian package (.deb) with the standard library only.
 
-A .deb is an `ar` archive whose data.tar.{xz,gz,bz2,} member holds the files.
-Used by fetch.py (unpacking the Python toolchain's root) and by
-image/assemble.py (the image's Debian layer), so both read packages the same
-way. Neither runs maintainer scripts.
+A .deb is an `ar` archive whose data.tar.{xz,gz,bz2,} member holds the files
+and control.tar.* its control file (name, version, architecture).
+Used by fetch.py (unpacking the Python toolchain's root), image/assemble.py
+(the image's Debian layer) and image/sbom.py (its SBOM), so all read
+packages the same way. None runs maintainer scripts.
 """
 
 import io
@@ -30,17 +31,42 @@ def ar_members(data: bytes):
         pos += size + (size & 1)
 
 
-def data_tar(path: str) -> tarfile.TarFile:
-    """An open tarfile of the package's data.tar (zstd, which the stdlib lacks, is refused)."""
+def _member_tar(path: str, member: str) -> tarfile.TarFile:
+    """An open tarfile of the package's `member`.tar.* (zstd, which the stdlib lacks, is refused)."""
     with open(path, "rb") as f:
         data = f.read()
     try:
         for name, body in ar_members(data):
-            if name.startswith("data.tar"):
+            if name.startswith(member + ".tar"):
                 if name.endswith(".zst"):
                     raise DebError(f"{name} is zstd-compressed, which this reader does not support "
                                    "(Debian 12 packages use xz)")
                 return tarfile.open(fileobj=io.BytesIO(body), mode="r:*")
     except DebError as e:
         raise DebError(f"{path}: {e}") from None
-    raise DebError(f"{path}: no data.tar member")
+    raise DebError(f"{path}: no {member}.tar member")
+
+
+def data_tar(path: str) -> tarfile.TarFile:
+    """An open tarfile of the package's data.tar."""
+    return _member_tar(path, "data")
+
+
+def control(path: str) -> dict:
+    """The fields of the package's control file ({"Package": ..., "Version": ...});
+    a continued field keeps its continuation lines."""
+    with _member_tar(path, "control") as tar:
+        for m in tar:
+            if m.isfile() and m.name in ("control", "./control"):
+                text = tar.extractfile(m).read().decode("utf-8")
+                break
+        else:
+            raise DebError(f"{path}: control.tar has no control file")
+    fields, name = {}, None
+    for line in text.splitlines():
+        if line[:1] in (" ", "\t") and name:
+            fields[name] += "\n" + line
+        elif ":" in line:
+            name, _, value = line.partition(":")
+            fields[name] = value.strip()
+    return fields

@@ -49,6 +49,24 @@ def test_real_packages_from_the_lock():
             assert any(m.isfile() for m in tar), path
 
 
+def test_control_of_real_packages_matches_their_file_names():
+    debs = glob.glob(os.path.join(os.environ["TEST_SRCDIR"], "debian", "debs", "*.deb"))
+    for path in debs:
+        fields = deb.control(path)
+        # Debian names files <Package>_<Version without epoch>_<Architecture>.deb.
+        version = fields["Version"].split(":", 1)[-1]
+        assert os.path.basename(path) == f"{fields['Package']}_{version}_{fields['Architecture']}.deb"
+        assert "\n " in fields["Description"]  # the long description's continuation lines are kept
+
+
+def test_control_fields_and_continuations(tmp_path):
+    control = b"Package: p\nVersion: 1:2.0-1\nDescription: short\n long line\n .\n"
+    blob = _ar([("debian-binary", b"2.0\n"), ("control.tar.gz", _tar_gz({"./control": control})),
+                ("data.tar.gz", _tar_gz({}))])
+    assert deb.control(_write(tmp_path, blob)) == {"Package": "p", "Version": "1:2.0-1",
+                                                   "Description": "short\n long line\n ."}
+
+
 @pytest.mark.parametrize("blob, message", [
     (b"PK\x03\x04 a zip", "not an ar archive"),
     (b"!<arch>\n" + b"x" * 60, "bad ar member header at offset 8"),
