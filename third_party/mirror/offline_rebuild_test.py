@@ -7,7 +7,7 @@ and every cache empty, builds the image from a copy of the source tree
     deb cache, VEID_MIRRORS naming the mirror directory;
   * with Nix: a new store (`--store`), seeded from the mirror by
     nix_seed.py, `nix build` of the flake;
-and both must give image/DIGEST. A mirror with one flipped byte in a `.deb`
+and both must give image/DIGEST (and image/SBOM_DIGEST). A mirror with one flipped byte in a `.deb`
 stops the Nix seeding, and one in an archive Bazel's downloader fetches
 (grpcurl) stops the Bazel fetch, each naming the package.
 
@@ -28,6 +28,7 @@ import pytest
 _RUNFILES = os.path.join(os.environ["TEST_SRCDIR"], "veid_sidecar")
 _HERE = os.path.join(_RUNFILES, "third_party", "mirror")
 _DIGEST = os.path.join(_RUNFILES, "image", "DIGEST")
+_SBOM_DIGEST = os.path.join(_RUNFILES, "image", "SBOM_DIGEST")
 _NIX_CONFIG = """experimental-features = nix-command flakes
 build-users-group =
 substituters =
@@ -98,9 +99,16 @@ def mirror(work):
     return out, index
 
 
-def _expected():
-    with open(_DIGEST, encoding="ascii") as f:
+def _expected(path=_DIGEST):
+    with open(path, encoding="ascii") as f:
         return f.read().strip()
+
+
+def _sbom_referrer(layout):
+    """The digest of the SBOM artifact manifest a layout's index.json lists."""
+    with open(os.path.join(layout, "index.json"), encoding="utf-8") as f:
+        (desc,) = [m for m in json.load(f)["manifests"] if m.get("artifactType") == "application/spdx+json"]
+    return desc["digest"]
 
 
 def _env(work, mirrors):
@@ -162,6 +170,9 @@ def test_offline_rebuild_from_the_mirror_gives_the_digest(work, mirror):
           f"bazel {bazel_seconds:.0f} s (both at once on this machine) -> {bazel_digest}")
     assert nix_digest == _expected()
     assert bazel_digest == _expected()
+    # And the same SBOM beside it.
+    assert _sbom_referrer(store + out_path + "/image") == _expected(_SBOM_DIGEST)
+    assert _sbom_referrer(os.path.join(src, "bazel-bin", "image", "image")) == _expected(_SBOM_DIGEST)
 
     # Nothing was taken from outside: the caches the build filled hold exactly
     # what the mirror served.
