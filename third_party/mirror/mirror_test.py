@@ -12,6 +12,7 @@ import http.server
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import threading
@@ -52,8 +53,13 @@ class _Archive(http.server.ThreadingHTTPServer):
 def serve():
     servers = []
 
-    def start(root):
+    def start(root, tls=None):
         server = _Archive(str(root))
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
+            server.base = server.base.replace("http://", "https://")
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers.append(server)
         return server
@@ -87,12 +93,12 @@ def _archive_with(root, entries):
         shutil.copyfile(src, root / os.path.basename(entry["url"]))
 
 
-def _fetch(tmp_path, lock_entries, base, mirrors):
+def _fetch(tmp_path, lock_entries, base, mirrors, **env):
     lock = tmp_path / "lock.json"
     lock.write_text(json.dumps([
         dict(e, url=f"{base}/{os.path.basename(e['url'])}", snapshot_url=f"{base}/snapshot/{os.path.basename(e['url'])}")
         for e in lock_entries]))
-    env = dict(os.environ, VEID_DEB_CACHE=str(tmp_path / "cache"), VEID_MIRRORS=mirrors)
+    env = dict(os.environ, VEID_DEB_CACHE=str(tmp_path / "cache"), VEID_MIRRORS=mirrors, **env)
     return subprocess.run([sys.executable, "-S", _FETCH, "--lock", str(lock), "--timeout", "10"],
                           capture_output=True, text=True, env=env)
 
@@ -146,6 +152,30 @@ def test_mirror_over_http_before_upstream(tmp_path, serve):
     assert mirror.sha256_file(proc.stdout.split()[0]) == a["sha256"]
     assert mirror_server.requests == [mirror.mirror_url("", a["sha256"], os.path.basename(a["url"]))]
     assert archive.requests == []
+
+
+def test_https_mirror(tmp_path, serve):
+    """An https:// base, as a release's mirror is published (a self-signed loopback CA here)."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    (a, a_src), = _debs(1)
+    mirror_root, archive_root = tmp_path / "mirror", tmp_path / "archive"
+    archive_root.mkdir()
+    _mirror_with(mirror_root, a, a_src)
+    mirror_server, archive = serve(mirror_root, tls=(str(cert), str(key))), serve(archive_root)
+    assert mirror_server.base.startswith("https://")
+    proc = _fetch(tmp_path, [a], archive.base, mirror_server.base, SSL_CERT_FILE=str(cert))
+    assert proc.returncode == 0, proc.stderr
+    assert mirror.sha256_file(proc.stdout.split()[0]) == a["sha256"]
+    assert len(mirror_server.requests) == 1 and archive.requests == []
+    # A certificate the client does not trust is a miss like any unreachable mirror.
+    shutil.rmtree(tmp_path / "cache")
+    proc = _fetch(tmp_path, [a], archive.base, mirror_server.base)
+    assert proc.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in proc.stderr, proc.stderr
 
 
 def test_flipped_byte_on_the_mirror_stops_the_fetch(tmp_path, serve):
