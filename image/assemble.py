@@ -558,6 +558,12 @@ def write_index(out, index):
         f.write(canonical_json(index))
 
 
+def read_blob(out, digest):
+    """The bytes of a layout's blob `algorithm:hex`."""
+    with open(os.path.join(out, "blobs", *digest.split(":", 1)), "rb") as f:
+        return f.read()
+
+
 def tagged(index, tag="latest"):
     """The descriptor an index names `tag`: a layout also lists its image's
     referrers, which carry no ref.name."""
@@ -574,9 +580,8 @@ def referrers(out, subject_digest, artifact_type=None):
     for desc in read_index(out)["manifests"]:
         if "artifactType" not in desc or artifact_type not in (None, desc["artifactType"]):
             continue
-        with open(os.path.join(out, "blobs", *desc["digest"].split(":", 1)), "rb") as f:
-            if json.load(f).get("subject", {}).get("digest") == subject_digest:
-                found.append(desc)
+        if json.loads(read_blob(out, desc["digest"])).get("subject", {}).get("digest") == subject_digest:
+            found.append(desc)
     return found
 
 

@@ -160,8 +160,7 @@ class Registry:
 
 
 def layout_blob(layout, digest):
-    with open(os.path.join(layout, "blobs", *digest.split(":", 1)), "rb") as f:
-        data = f.read()
+    data = assemble.read_blob(layout, digest)
     if digest_of(data) != digest:
         raise RegistryError(f"{layout}: blob {digest} does not hash to its name")
     return data

@@ -31,24 +31,18 @@ _PINNED_FILES = [os.path.join("deploy", "docker-compose.yml"), os.path.join("dep
 _IMAGE_REF = re.compile(r"(veid-sidecar@)sha256:[0-9a-f]{64}")
 
 
-def blob(layout, digest):
-    algorithm, hexdigest = digest.split(":", 1)
-    with open(os.path.join(layout, "blobs", algorithm, hexdigest), "rb") as f:
-        return f.read()
-
-
 def built(layout=_LAYOUT):
     """(manifest digest, manifest bytes, layer names) of the built layout."""
     desc = assemble.tagged(assemble.read_index(layout))
-    manifest = blob(layout, desc["digest"])
-    config = json.loads(blob(layout, json.loads(manifest)["config"]["digest"]))
+    manifest = assemble.read_blob(layout, desc["digest"])
+    config = json.loads(assemble.read_blob(layout, json.loads(manifest)["config"]["digest"]))
     names = [h["created_by"].rsplit("layer ", 1)[-1] for h in config["history"]]
     return desc["digest"], manifest, names
 
 
-def built_sbom(layout=_LAYOUT):
-    """The digest of the layout's SBOM referrer (its artifact manifest)."""
-    (desc,) = assemble.referrers(layout, assemble.tagged(assemble.read_index(layout))["digest"], sbom.MEDIA_TYPE)
+def built_sbom(image_digest, layout=_LAYOUT):
+    """The digest of the layout's SBOM referrer (its artifact manifest) of the image `image_digest`."""
+    (desc,) = assemble.referrers(layout, image_digest, sbom.MEDIA_TYPE)
     return desc["digest"]
 
 
@@ -94,12 +88,13 @@ def main(argv=None):
         if not workspace:
             print("--write needs `bazel run` (BUILD_WORKSPACE_DIRECTORY)", file=sys.stderr)
             return 2
+        sbom_digest = built_sbom(digest)
         with open(os.path.join(workspace, _DIGEST_FILE), "w", encoding="ascii") as f:
             f.write(digest + "\n")
         with open(os.path.join(workspace, _MANIFEST_FILE), "wb") as f:
             f.write(manifest)
         with open(os.path.join(workspace, _SBOM_DIGEST_FILE), "w", encoding="ascii") as f:
-            f.write(built_sbom() + "\n")
+            f.write(sbom_digest + "\n")
         for rel in _PINNED_FILES:
             path = os.path.join(workspace, rel)
             with open(path, encoding="utf-8") as f:
@@ -107,7 +102,7 @@ def main(argv=None):
             with open(path, "w", encoding="utf-8") as f:
                 f.write(_IMAGE_REF.sub(lambda m: m.group(1) + digest, text))
         print(f"recorded {digest} in {_DIGEST_FILE}, {_MANIFEST_FILE} and {', '.join(_PINNED_FILES)}; "
-              f"the SBOM's {built_sbom()} in {_SBOM_DIGEST_FILE}")
+              f"the SBOM's {sbom_digest} in {_SBOM_DIGEST_FILE}")
         return 0
     recorded_digest, recorded_manifest = recorded()
     if hashlib.sha256(recorded_manifest).hexdigest() != recorded_digest.split(":", 1)[1]:
@@ -115,10 +110,12 @@ def main(argv=None):
         return 2
     expected = args.expected or recorded_digest
     if digest == expected:
-        if digest == recorded_digest and built_sbom() != read_digest(_SBOM_DIGEST_FILE):
-            print(f"SBOM MISMATCH: built the image's SBOM referrer {built_sbom()}, "
-                  f"{_SBOM_DIGEST_FILE} says {read_digest(_SBOM_DIGEST_FILE)}")
-            return 1
+        if digest == recorded_digest:
+            sbom_digest, recorded_sbom = built_sbom(digest), read_digest(_SBOM_DIGEST_FILE)
+            if sbom_digest != recorded_sbom:
+                print(f"SBOM MISMATCH: built the image's SBOM referrer {sbom_digest}, "
+                      f"{_SBOM_DIGEST_FILE} says {recorded_sbom}")
+                return 1
         print(f"OK: built {digest}")
         return 0
     print(f"MISMATCH: built {digest}, expected {expected}")
