@@ -95,20 +95,11 @@ def dep5_paragraphs(text):
     """[{field (lower case): value}] of a machine-readable copyright file;
     a value is its first line, then its continuation lines unindented, with
     " ." lines as blank lines."""
-    paragraphs, fields, name = [], {}, None
-    for line in text.splitlines() + [""]:
-        if not line.strip():
-            if fields:
-                paragraphs.append(fields)
-            fields, name = {}, None
-        elif line[0] in " \t" and name:
-            body = line[1:]
-            fields[name] += "\n" + ("" if body.strip() == "." else body)
-        elif ":" in line:
-            name, _, value = line.partition(":")
-            name = name.strip().lower()
-            fields[name] = value.strip()
-    return paragraphs
+    def unfold(value):
+        first, *rest = value.split("\n")
+        return "\n".join([first] + ["" if line[1:].strip() == "." else line[1:] for line in rest])
+
+    return [{name.lower(): unfold(value) for name, value in p.items()} for p in deb_lib.paragraphs(text)]
 
 
 def is_dep5(paragraphs):
@@ -117,8 +108,11 @@ def is_dep5(paragraphs):
 
 def dep5_licence(owner, text, licences):
     """The SPDX expression of every licence a DEP-5 file's header and Files
-    paragraphs state, joined with AND (each applies to some of the files)."""
+    paragraphs state, joined with AND (each applies to some of the files);
+    None when the file is not DEP-5 or states none."""
     paragraphs = dep5_paragraphs(text)
+    if not is_dep5(paragraphs):
+        return None
     standalone = {}
     for p in paragraphs[1:]:
         if "license" in p and "files" not in p:
@@ -203,8 +197,7 @@ def deb_packages(debs, lock, licences):
         if doc not in copyrights:
             raise SbomError(f"{name}: no {_DOC_DIR}{name}/copyright in the .debs")
         text = copyrights[doc]
-        paragraphs = dep5_paragraphs(text)
-        declared = dep5_licence(doc, text, licences) if is_dep5(paragraphs) else None
+        declared = dep5_licence(doc, text, licences)
         if declared is None:  # not machine-readable: the file itself is the licence statement
             declared = licences.ref(doc, "copyright", text)
         version = urllib.parse.quote(entry["version"], safe="")

@@ -52,6 +52,25 @@ def data_tar(path: str) -> tarfile.TarFile:
     return _member_tar(path, "data")
 
 
+def paragraphs(text: str) -> list:
+    """The paragraphs of a deb822 text (a control file, a DEP-5 copyright
+    file), split at blank lines: [{field: value}], where a continued field
+    keeps its continuation lines as written, leading whitespace included."""
+    found, fields, name = [], {}, None
+    for line in text.splitlines() + [""]:
+        if not line.strip():
+            if fields:
+                found.append(fields)
+            fields, name = {}, None
+        elif line[0] in " \t" and name:
+            fields[name] += "\n" + line
+        elif ":" in line:
+            name, _, value = line.partition(":")
+            name = name.strip()
+            fields[name] = value.strip()
+    return found
+
+
 def control(path: str) -> dict:
     """The fields of the package's control file ({"Package": ..., "Version": ...});
     a continued field keeps its continuation lines."""
@@ -62,11 +81,7 @@ def control(path: str) -> dict:
                 break
         else:
             raise DebError(f"{path}: control.tar has no control file")
-    fields, name = {}, None
-    for line in text.splitlines():
-        if line[:1] in (" ", "\t") and name:
-            fields[name] += "\n" + line
-        elif ":" in line:
-            name, _, value = line.partition(":")
-            fields[name] = value.strip()
-    return fields
+    found = paragraphs(text)
+    if len(found) != 1:
+        raise DebError(f"{path}: control file has {len(found)} paragraphs, not one")
+    return found[0]
