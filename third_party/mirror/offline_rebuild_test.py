@@ -25,6 +25,9 @@ import time
 
 import pytest
 
+from image import assemble
+from image import sbom
+
 _RUNFILES = os.path.join(os.environ["TEST_SRCDIR"], "veid_sidecar")
 _HERE = os.path.join(_RUNFILES, "third_party", "mirror")
 _DIGEST = os.path.join(_RUNFILES, "image", "DIGEST")
@@ -104,10 +107,9 @@ def _expected(path=_DIGEST):
         return f.read().strip()
 
 
-def _sbom_referrer(layout):
-    """The digest of the SBOM artifact manifest a layout's index.json lists."""
-    with open(os.path.join(layout, "index.json"), encoding="utf-8") as f:
-        (desc,) = [m for m in json.load(f)["manifests"] if m.get("artifactType") == "application/spdx+json"]
+def _sbom_referrer(layout, image_digest):
+    """The digest of the SBOM artifact manifest a layout lists for its image."""
+    (desc,) = assemble.referrers(layout, image_digest, sbom.MEDIA_TYPE)
     return desc["digest"]
 
 
@@ -171,8 +173,8 @@ def test_offline_rebuild_from_the_mirror_gives_the_digest(work, mirror):
     assert nix_digest == _expected()
     assert bazel_digest == _expected()
     # And the same SBOM beside it.
-    assert _sbom_referrer(store + out_path + "/image") == _expected(_SBOM_DIGEST)
-    assert _sbom_referrer(os.path.join(src, "bazel-bin", "image", "image")) == _expected(_SBOM_DIGEST)
+    assert _sbom_referrer(store + out_path + "/image", nix_digest) == _expected(_SBOM_DIGEST)
+    assert _sbom_referrer(os.path.join(src, "bazel-bin", "image", "image"), bazel_digest) == _expected(_SBOM_DIGEST)
 
     # Nothing was taken from outside: the caches the build filled hold exactly
     # what the mirror served.

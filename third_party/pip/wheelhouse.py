@@ -17,7 +17,6 @@ rules_python's pip_parse then installs @pypi from REPO/wheels/ alone
 """
 
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -87,14 +86,6 @@ def parse_lock(path):
     return entries
 
 
-def sha256_of(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def make_pip(workdir):
     """A venv whose pip sees neither the host's config nor its packages."""
     env_dir = os.path.join(workdir, "venv")
@@ -126,7 +117,7 @@ def find_cached(wheelhouse, hashes, tags):
             if not filename.endswith(".whl") or not wheel_tags(filename) & tags:
                 continue
             path = os.path.join(folder, filename)
-            if sha256_of(path) == digest:
+            if mirror.sha256_file(path) == digest:
                 return path, digest
             print(f"wheelhouse: {path} is corrupt (hash differs from its name); refetching",
                   file=sys.stderr)
@@ -155,7 +146,7 @@ def download(pip_python, missing, wheelhouse, workdir, pip_args):
         by_hash = {h: (n, v) for n, v, hashes in missing for h in hashes}
         for filename in os.listdir(dest):
             path = os.path.join(dest, filename)
-            digest = sha256_of(path)
+            digest = mirror.sha256_file(path)
             if digest not in by_hash:
                 raise LockError(f"pip returned {filename} with sha256 {digest}, which the lock does not pin")
             folder = os.path.join(wheelhouse, "sha256", digest)
