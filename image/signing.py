@@ -26,6 +26,7 @@ def generate_key(path, now):
     """Writes a new P-256 private key to `path` (0600) and its public key to
     `path`.pub; returns the policy entry for it, valid for a year from `now`."""
     signer = CryptoSigner.generate_ecdsa()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(signer.private_bytes)

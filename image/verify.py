@@ -136,7 +136,7 @@ def run_gate(args, cwd):
     if verdict.ok and args.summary_key:
         path = os.path.join(cwd, args.summary_out or "verification_summary.intoto.json")
         try:
-            envelope = summary.write(os.path.join(cwd, args.summary_key), args.verifier_id, verdict, args.policy,
+            envelope = summary.write(os.path.join(cwd, os.path.expanduser(args.summary_key)), args.verifier_id, verdict, args.policy,
                                      os.path.join(cwd, args.policy), found, now)
             with open(path, "wb") as f:
                 f.write(envelope)
