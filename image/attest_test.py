@@ -142,8 +142,9 @@ def test_the_gate_names_a_bad_policy_and_a_bad_source(in_checkout, keys, capsys)
     (root / "bad-policy.json").write_text('{"threshold": 3, "validators": [{"id": "x"}]}')
     assert verify.main(["--policy=bad-policy.json", "--attestations=attestations", f"--commit={commit}"]) == 2
     assert "bad-policy.json: policy.validators[0].keys (x): expected a non-empty list" in capsys.readouterr().err
-    assert verify.main(["--policy=policy.json", "--attestations=no-such-dir", f"--commit={commit}"]) == 2
-    assert "neither a directory nor REGISTRY/REPOSITORY" in capsys.readouterr().err
+    for missing in ("no-such-dir", "attestations/v9.9"):  # a typo is not taken for a registry
+        assert verify.main(["--policy=policy.json", f"--attestations={missing}", f"--commit={commit}"]) == 2
+        assert f"--attestations={missing}: neither a directory nor REGISTRY/REPOSITORY" in capsys.readouterr().err
 
 
 registry = pytest.fixture(scope="module")(fixtures.registry)

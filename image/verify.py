@@ -104,8 +104,12 @@ def read_attestations(where, digest, plain_http):
                     with open(path, "rb") as f:
                         found.append((os.path.relpath(path, where), f.read()))
         return found
-    if not re.fullmatch(r"[A-Za-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+", where):
-        raise referrers.RegistryError(f"--attestations={where}: neither a directory nor REGISTRY/REPOSITORY")
+    # Docker's rule: the first component names a registry only with a '.' or a ':', or as localhost.
+    host = where.split("/", 1)[0]
+    if not (re.fullmatch(r"[A-Za-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+", where)
+            and ("." in host or ":" in host or host == "localhost")):
+        raise referrers.RegistryError(f"--attestations={where}: neither a directory nor REGISTRY/REPOSITORY "
+                                      "(a registry host has a '.' or a ':port')")
     registry, _ = referrers.parse_reference(where, plain_http)
     return [(f"{where} referrer {ref}", data)
             for ref, data in referrers.fetch_all(registry, digest, provenance.ENVELOPE_MEDIA_TYPE)]
