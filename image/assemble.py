@@ -585,22 +585,37 @@ def referrers(out, subject_digest, artifact_type=None):
     return found
 
 
-def add_referrer(out, subject, artifact_type, data):
-    """Attaches `data` to the manifest `subject` as an OCI 1.1 referrer: an
+def referrer_manifest(subject, artifact_type, data):
+    """An OCI 1.1 referrer attaching `data` to the manifest `subject`: an
     image manifest with `artifactType`, the empty config, `data` as its one
-    layer (media type `artifact_type`) and `subject`. Its descriptor is
-    appended to index.json with its artifactType and no ref.name, so the
-    tag still names the image alone and the image's bytes do not change."""
-    blobs = os.path.join(out, "blobs", "sha256")
+    layer (media type `artifact_type`) and `subject`. Returns the manifest's
+    bytes and the blobs it names (config, layer)."""
+    config = b"{}"
+
+    def descriptor(media_type, blob):
+        return {"mediaType": media_type, "digest": "sha256:" + hashlib.sha256(blob).hexdigest(), "size": len(blob)}
+
     manifest = {
         "schemaVersion": 2,
         "mediaType": MANIFEST_MEDIA_TYPE,
         "artifactType": artifact_type,
-        "config": dict(mediaType=EMPTY_MEDIA_TYPE, **write_blob(blobs, b"{}")),
-        "layers": [dict(mediaType=artifact_type, **write_blob(blobs, data))],
+        "config": descriptor(EMPTY_MEDIA_TYPE, config),
+        "layers": [descriptor(artifact_type, data)],
         "subject": {key: subject[key] for key in ("mediaType", "digest", "size")},
     }
-    desc = dict(mediaType=MANIFEST_MEDIA_TYPE, artifactType=artifact_type, **write_blob(blobs, canonical_json(manifest)))
+    return canonical_json(manifest), [config, data]
+
+
+def add_referrer(out, subject, artifact_type, data):
+    """Writes referrer_manifest(subject, artifact_type, data) into the layout.
+    Its descriptor is appended to index.json with its artifactType and no
+    ref.name, so the tag still names the image alone and the image's bytes do
+    not change."""
+    blobs = os.path.join(out, "blobs", "sha256")
+    manifest, named = referrer_manifest(subject, artifact_type, data)
+    for blob in named:
+        write_blob(blobs, blob)
+    desc = dict(mediaType=MANIFEST_MEDIA_TYPE, artifactType=artifact_type, **write_blob(blobs, manifest))
     index = read_index(out)
     index["manifests"].append(desc)
     write_index(out, index)

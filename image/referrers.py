@@ -166,6 +166,15 @@ def layout_blob(layout, digest):
     return data
 
 
+def push_image(registry, layout, subject):
+    """The image manifest `subject` of the layout, with its config and layers:
+    what `skopeo copy oci:…:latest docker://…@digest` does, for a small layout."""
+    manifest = layout_blob(layout, subject["digest"])
+    for desc in [json.loads(manifest)["config"]] + json.loads(manifest)["layers"]:
+        registry.push_blob(layout_blob(layout, desc["digest"]))
+    registry.put_manifest(subject["digest"], manifest, subject["mediaType"])
+
+
 def push(registry, layout=_LAYOUT, tag=_TAG):
     """Pushes the layout's referrers of its image; returns their descriptors."""
     try:
@@ -205,19 +214,47 @@ def merge_fallback_index(registry, subject_digest, descriptors):
         registry.put_manifest(tag, data, INDEX_MEDIA_TYPE)
 
 
+def push_artifact(registry, subject_digest, artifact_type, data):
+    """Attaches `data` to the registry's manifest `subject_digest` as a
+    referrer of `artifact_type` (an attestation pushed after the image);
+    returns its descriptor."""
+    found = registry.manifest(subject_digest)
+    if found is None:
+        raise RegistryError(f"{registry.repository} has no {subject_digest}: push the image first")
+    subject = {"mediaType": found[1], "digest": subject_digest, "size": len(found[0])}
+    manifest, blobs = assemble.referrer_manifest(subject, artifact_type, data)
+    for blob in blobs:
+        registry.push_blob(blob)
+    desc = {"mediaType": MANIFEST_MEDIA_TYPE, "artifactType": artifact_type, "digest": digest_of(manifest),
+            "size": len(manifest)}
+    if registry.put_manifest(desc["digest"], manifest, MANIFEST_MEDIA_TYPE).get("OCI-Subject") != subject_digest:
+        merge_fallback_index(registry, subject_digest, [desc])
+    return desc
+
+
+def fetch_all(registry, subject_digest, artifact_type):
+    """[(referrer digest, its one layer)] of every `artifact_type` referrer of `subject_digest`."""
+    out = []
+    for desc in registry.referrers(subject_digest, artifact_type):
+        got = registry.manifest(desc["digest"])
+        if got is None:
+            raise RegistryError(f"referrer {desc['digest']} is listed but missing")
+        manifest = json.loads(got[0])
+        if manifest.get("subject", {}).get("digest") != subject_digest:
+            raise RegistryError(f"referrer {desc['digest']} is not about {subject_digest}")
+        if len(manifest.get("layers", [])) != 1:
+            raise RegistryError(f"referrer {desc['digest']} has {len(manifest.get('layers', []))} layers, expected one")
+        layer = manifest["layers"][0]
+        out.append((desc["digest"], registry.blob(layer["digest"])))
+    return out
+
+
 def fetch(registry, subject_digest, artifact_type):
     """The one layer of the one `artifact_type` referrer of `subject_digest`."""
-    found = registry.referrers(subject_digest, artifact_type)
+    found = fetch_all(registry, subject_digest, artifact_type)
     if len(found) != 1:
         raise RegistryError(f"{len(found)} {artifact_type} referrers of {subject_digest}, expected one")
-    got = registry.manifest(found[0]["digest"])
-    if got is None:
-        raise RegistryError(f"referrer {found[0]['digest']} is listed but missing")
-    manifest = json.loads(got[0])
-    if manifest.get("subject", {}).get("digest") != subject_digest:
-        raise RegistryError(f"referrer {found[0]['digest']} is not about {subject_digest}")
-    (layer,) = manifest["layers"]
-    return registry.blob(layer["digest"])
+    return found[0][1]
 
 
 def parse_reference(ref, plain_http):

@@ -12,41 +12,12 @@ import shutil
 import pytest
 
 from image import assemble
-from image import podman
+from image import fixtures
 from image import referrers
 
-_SBOM = b'{"spdxVersion": "SPDX-2.3"}\n'
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    if not podman.tool("docker-registry"):
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI must run the registry tests: apt-get install docker-registry")
-        pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
-    r = podman.Registry(str(tmp_path_factory.mktemp("registry")))
-    yield r
-    r.close()
-
-
-@pytest.fixture(scope="module")
-def layout(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("layout")
-    (tmp / "hello.txt").write_bytes(b"hello\n")
-    out = str(tmp / "oci")
-    spec = {"source_date_epoch": 0, "layers": [{"name": "app", "files": {"/hello.txt": str(tmp / "hello.txt")}}]}
-    assemble.assemble(spec, out)
-    subject = assemble.tagged(assemble.read_index(out))
-    desc = assemble.add_referrer(out, subject, "application/spdx+json", _SBOM)
-    return out, subject, desc
-
-
-def push_image(client, out, subject):
-    """What `skopeo copy oci:…:latest docker://…@digest` does, with the client's calls."""
-    manifest = referrers.layout_blob(out, subject["digest"])
-    for desc in [json.loads(manifest)["config"]] + json.loads(manifest)["layers"]:
-        client.push_blob(referrers.layout_blob(out, desc["digest"]))
-    client.put_manifest(subject["digest"], manifest, subject["mediaType"])
+_SBOM = fixtures.SBOM
+registry = pytest.fixture(scope="module")(fixtures.registry)
+layout = pytest.fixture(scope="module")(fixtures.layout)
 
 
 def test_push_needs_the_image_first(registry, layout):
@@ -59,7 +30,7 @@ def test_push_needs_the_image_first(registry, layout):
 def test_push_list_fetch_and_merge(registry, layout):
     out, subject, desc = layout
     client = referrers.Registry(f"http://{registry.host}", "veid")
-    push_image(client, out, subject)
+    referrers.push_image(client, out, subject)
     digest = subject["digest"]
     assert client.referrers(digest) == []
     assert referrers.push(client, out) == [desc]
@@ -85,7 +56,7 @@ def test_push_list_fetch_and_merge(registry, layout):
 def test_the_command_line(registry, layout, capsys):
     out, subject, desc = layout
     ref = f"{registry.host}/cli"
-    push_image(referrers.Registry(f"http://{registry.host}", "cli"), out, subject)
+    referrers.push_image(referrers.Registry(f"http://{registry.host}", "cli"), out, subject)
     assert referrers.main(["push", ref, "--plain-http", "--layout", out]) == 0
     assert referrers.main(["list", f"{ref}@{subject['digest']}", "--plain-http"]) == 0
     assert f"pushed application/spdx+json {desc['digest']}" in capsys.readouterr().out

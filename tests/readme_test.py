@@ -41,6 +41,7 @@ LAUNCHERS = {
     "//image:digest": ("image/digest", ["--print-only"]),
     "//image:verify": ("image/verify", []),
     "//image:update_digest": ("image/update_digest", ["--write"]),
+    "//image:attest": ("image/attest", []),
 }
 
 
@@ -77,10 +78,10 @@ def bazel_run_commands(label: str) -> list[list[str]]:
             if words[1:3] == ["run", label]]
 
 
-def run(label: str, args: list[str], workspace: str, timeout: float = TIMEOUT_S, **kwargs):
+def run(label: str, args: list[str], workspace: str, timeout: float = TIMEOUT_S, home: str = None, **kwargs):
     """`bazel run <label> -- args`: the launcher from the runfiles root, nothing of the test's env."""
-    env = {"PATH": "/usr/bin:/bin", "HOME": workspace, "BUILD_WORKSPACE_DIRECTORY": workspace,
-           "TEST_TMPDIR": os.environ["TEST_TMPDIR"]}
+    env = {"PATH": "/usr/bin:/bin", "HOME": home or workspace, "BUILD_WORKSPACE_DIRECTORY": workspace,
+           "BUILD_WORKING_DIRECTORY": workspace, "TEST_TMPDIR": os.environ["TEST_TMPDIR"]}
     return subprocess.run(launcher(label, args), cwd=WORKSPACE_RUNFILES,
                           env=env, capture_output=True, text=True, timeout=timeout, **kwargs)
 
@@ -211,6 +212,8 @@ def test_readme_image_lines(workspace):
     out = run("//image:digest", [], workspace)
     assert (out.returncode, out.stdout.strip()) == (0, recorded), out
     for args in bazel_run_commands("//image:verify"):
+        if any(a.startswith("--policy=") for a in args):
+            continue  # the gate: test_readme_vouching_lines
         args = [a.replace("sha256:<digest_the_network_agreed_on>", recorded) for a in args]
         out = run("//image:verify", args, workspace)
         assert out.returncode == 0, out.stdout + out.stderr
@@ -220,6 +223,52 @@ def test_readme_image_lines(workspace):
     out = run("//image:update_digest", [], workspace)
     assert out.returncode == 0, out.stdout + out.stderr
     assert before == {n: open(os.path.join(workspace, n), "rb").read() for n in before}
+
+
+def test_readme_vouching_lines(tmp_path):
+    """The validators' and the operator's lines as written: as many validators
+    as the committed policy's threshold make keys and are trusted, attest the
+    built image from a committed checkout (one as a Nix rebuild, of the same
+    bytes), and the gate passes naming them."""
+    with open("image/DIGEST", encoding="ascii") as f:
+        digest = f.read().strip()
+    with open("attestations/policy.json", encoding="utf-8") as f:
+        committed = json.load(f)
+    lines = bazel_run_commands("//image:attest")
+    (keygen,) = [a for a in lines if any(w.startswith("--generate-key=") for w in a)]
+    (attest,) = [a for a in lines if any(w.startswith("--key=") for w in a)]
+    (gate,) = [a for a in bazel_run_commands("//image:verify") if any(w.startswith("--policy=") for w in a)]
+    checkout = tmp_path / "checkout"
+    for name in ("requirements_lock.txt", "third_party/debian/packages.lock.json", "third_party/pip/wheels.lock.json"):
+        os.makedirs(checkout / os.path.dirname(name), exist_ok=True)
+        shutil.copy(name, checkout / name)
+    ids = [f"val-{i}" for i in range(committed["threshold"])]
+    entries = []
+    for vid in ids:
+        out = run("//image:attest", [w.replace("<your_id>", vid) for w in keygen], str(checkout),
+                  home=str(tmp_path / vid))
+        assert out.returncode == 0, out.stdout + out.stderr
+        entries.append(json.loads(out.stdout.split("\n", 1)[1]))
+        assert entries[-1]["id"] == vid
+    (checkout / "attestations").mkdir()
+    (checkout / "attestations" / "policy.json").write_text(json.dumps(dict(committed, validators=entries)))
+    git = ["git", "-C", str(checkout), "-c", "user.name=t", "-c", "user.email=t@t"]
+    for step in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "release"]):
+        subprocess.run(git + step, check=True, capture_output=True)
+    (checkout / "result").mkdir()
+    os.symlink(os.path.abspath("image/image"), checkout / "result" / "image")  # what `nix build .` leaves
+    for i, vid in enumerate(ids):
+        args = [w.replace("<your_id>", vid).replace("<release_tag>", "v-test") for w in attest]
+        out = run("//image:attest", args + (["--build-type=nix", "--layout=result/image"] if i == 0 else []),
+                  str(checkout), home=str(tmp_path / vid))
+        assert out.returncode == 0, out.stdout + out.stderr
+    args = [w.replace("sha256:<digest_the_network_agreed_on>", digest).replace("<release_tag>", "v-test")
+            for w in gate]
+    out = run("//image:verify", args, str(checkout))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"vouched: {ids[0]} (nix; {ids[0]}/" in out.stdout, out.stdout
+    assert out.stdout.splitlines()[-1].startswith(
+        f"PASS: {len(ids)} of threshold {len(ids)} distinct trusted validators vouch for {digest}"), out.stdout
 
 
 if __name__ == "__main__":
