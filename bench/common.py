@@ -116,14 +116,16 @@ def start_sidecar(*args: str, env: dict | None = None, cwd_src: str | None = Non
 
 
 class Echo:
-    """bench/echo_server.py in a child process: the transport's floor."""
+    """bench/echo_server.py in a child process: the transport's floor
+    (`aio`: its grpc.aio variant)."""
 
-    def __init__(self, model_path: str, workers: int = 32):
+    def __init__(self, model_path: str, workers: int = 32, aio: bool = False):
         self.port = sidecar_process.free_port()
         self.target = f"127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             sidecar_process.python_command("bench.echo_server")
-            + [f"--addr={self.target}", f"--model-path={model_path}", f"--workers={workers}"],
+            + [f"--addr={self.target}", f"--model-path={model_path}", f"--workers={workers}"]
+            + (["--aio"] if aio else []),
             env=sidecar_process.child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         end = time.monotonic() + 60
         with grpc.insecure_channel(self.target) as ch:
@@ -145,6 +147,21 @@ class Echo:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def wait_verified(stub, versions: set[str], timeout: float = 300.0, log=lambda: "") -> None:
+    """Until GetModelInfo's plan is exactly `versions`, each verified or active;
+    SystemExit if one is rejected or the timeout passes (`log()`: what to show then)."""
+    end = time.monotonic() + timeout
+    while True:
+        info = stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=30)
+        ready = {e.version for e in info.plan if e.state in (pb.MODEL_STATE_VERIFIED, pb.MODEL_STATE_ACTIVE)}
+        if ready == versions and len(info.plan) == len(versions):
+            return
+        bad = [f"{e.version}: {e.reason}" for e in info.plan if e.state == pb.MODEL_STATE_REJECTED]
+        if bad or time.monotonic() > end:
+            raise SystemExit(f"models not verified: {bad or 'timeout'}\n{log()[-4000:]}")
+        time.sleep(0.02)
 
 
 def _stat_cpu(path: str) -> tuple[str, float]:

@@ -2,9 +2,14 @@
 sidecar (sidecar/server.py: 32-thread pool, so_reuseport off, 1024 concurrent
 RPCs), answering ComputeScore with a canned response of the real size
 without validating, inferring or hashing anything.
+
+With --aio the same answers come from a grpc.aio server (the handler runs on
+the event loop's thread, no hand-off to a pool): the floor of a sidecar that
+would change its server model. The benchmarks take the faster of the two.
 """
 
 import argparse
+import asyncio
 import concurrent.futures
 import signal
 import threading
@@ -37,12 +42,42 @@ class Echo(pb_grpc.InferenceServiceServicer):
         return pb.GetModelInfoResponse(version="echo")
 
 
+class AioEcho(pb_grpc.InferenceServiceServicer):
+    """Echo's answers as coroutines, for grpc.aio."""
+
+    def __init__(self, model_path: str):
+        self._echo = Echo(model_path)
+
+    async def ComputeScore(self, request, context):  # pylint: disable=invalid-name
+        if len(request.features) != 768:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "expected 768 features")
+        return self._echo.ComputeScore(request, context)
+
+    async def GetModelInfo(self, request, context):  # pylint: disable=invalid-name
+        return self._echo.GetModelInfo(request, context)
+
+
+async def serve_aio(addr: str, model_path: str) -> None:
+    server = grpc.aio.server(maximum_concurrent_rpcs=1024, options=[("grpc.so_reuseport", 0)])
+    pb_grpc.add_InferenceServiceServicer_to_server(AioEcho(model_path), server)
+    server.add_insecure_port(addr)
+    await server.start()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await server.stop(1)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--addr", required=True)
     p.add_argument("--model-path", required=True)
     p.add_argument("--workers", type=int, default=32)
+    p.add_argument("--aio", action="store_true", help="a grpc.aio server instead of the thread pool")
     a = p.parse_args()
+    if a.aio:
+        asyncio.run(serve_aio(a.addr, a.model_path))
+        return
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=a.workers, thread_name_prefix="grpc"),
                          maximum_concurrent_rpcs=1024, options=[("grpc.so_reuseport", 0)])
     pb_grpc.add_InferenceServiceServicer_to_server(Echo(a.model_path), server)

@@ -86,8 +86,7 @@ def main() -> None:
     targets = {"peak < 1 GiB": final["VmHWM"] < GIB_KB,
                "no growth after warm-up (< 2 % of RSS)": (after_kb - warm_kb) < 0.02 * warm_kb,
                "no errors": not run["errors"] and not run64["errors"]}
-    for k, v in figures.items():
-        print(f"{k:32s} {v:.3f}" if isinstance(v, float) else f"{k:32s} {v}")
+    print(common.table([[k, v] for k, v in figures.items()], ["figure", "value"]))
     for k, v in targets.items():
         print(f"{'MET ' if v else 'MISS'} {k}")
     doc.update(figures=figures, targets=targets, samples=samples)

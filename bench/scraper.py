@@ -1,7 +1,8 @@
 """Scrapes /metrics (and /health) from N threads, non-stop or at --rate, until killed or --duration ends.
 
-Prints {"scrapes": n, "failures": n} on exit; benchmarks run it next to a
-latency phase to see what abusive scraping costs the request path.
+Prints "ready" once it handles SIGTERM and its threads run, and
+{"scrapes": n, "failures": n} on exit; benchmarks run it next to a latency
+phase to see what abusive scraping costs the request path.
 """
 
 import argparse
@@ -47,6 +48,7 @@ def main() -> None:
     threads = [threading.Thread(target=loop, daemon=True) for _ in range(a.threads)]
     for t in threads:
         t.start()
+    print("ready", flush=True)
     stop.wait(a.duration)
     stop.set()
     for t in threads:

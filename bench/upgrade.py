@@ -36,16 +36,8 @@ def stage(sidecar, stub, plan_path: str, entries: list[dict]) -> float:
     write_plan(plan_path, entries)
     t0 = time.monotonic()
     sidecar.proc.send_signal(signal.SIGHUP)
-    want = {e["version"] for e in entries}
-    while True:
-        info = stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=30)
-        ready = {e.version for e in info.plan if e.state in (pb.MODEL_STATE_VERIFIED, pb.MODEL_STATE_ACTIVE)}
-        if ready == want and len(info.plan) == len(want):
-            return time.monotonic() - t0
-        bad = [f"{e.version}: {e.reason}" for e in info.plan if e.state == pb.MODEL_STATE_REJECTED]
-        if bad or time.monotonic() - t0 > 300:
-            raise SystemExit(f"staging failed: {bad or 'timeout'}\n{sidecar.log()[-4000:]}")
-        time.sleep(0.02)
+    common.wait_verified(stub, {e["version"] for e in entries}, log=sidecar.log)
+    return time.monotonic() - t0
 
 
 def loop_latencies(target: str, features: list[float], stop: threading.Event) -> list[float]:
@@ -77,6 +69,7 @@ def measure_window(target, features, body) -> list[float]:
 def main() -> None:
     p = common.parser(__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=3, help="interleaved baseline/staging windows")
+    p.add_argument("--settle", type=float, default=2.0, help="seconds of c=1 load after each plan change, unmeasured")
     args = p.parse_args()
     doc = common.header("upgrade", args)
     workdir = sidecar_process.tmpdir("bench-upgrade-")
@@ -99,7 +92,7 @@ def main() -> None:
             for n, entries in enumerate(plans, start=1):
                 if n > 1:
                     staging[n] = stage(sidecar, stub, plan_path, entries)
-                measure_window(sidecar.target, features, lambda: time.sleep(2.0))  # settle, warm the new model
+                measure_window(sidecar.target, features, lambda: time.sleep(args.settle))  # settle, warm the new model
                 rss[n] = common.rss_kb(sidecar.proc.pid)
             base, during, stage_s = [], [], []
             for _ in range(args.rounds):
