@@ -25,12 +25,10 @@ from sidecar import metrics as metrics_lib
 from sidecar import registry as registry_lib
 from sidecar import reject_log
 from sidecar import scorer as scorer_lib
-from sidecar import wire
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["InferenceService"].full_name
 HEALTH_SERVICE_NAMES = ("", SERVICE_NAME)
 OUTPUT_DIM = 1
-_FEATURES_FIELD = pb.ComputeScoreRequest.DESCRIPTOR.fields_by_name["features"]
 
 
 def rfc3339(ts: float | None) -> str:
@@ -146,9 +144,9 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         try:
             if self._inject:
                 time.sleep(max(0.0, min(self._inject, deadline - time.monotonic())))
-            # The packed field's bytes as float32 (sidecar/wire.py); validate() copies them once.
+            # One C-level conversion of the repeated field; validate() copies it once more.
             s = self._registry.score(
-                wire.packed_floats(request, _FEATURES_FIELD), request.return_contributions, deadline,
+                np.asarray(request.features, dtype=np.float32), request.return_contributions, deadline,
                 _block_height(request.metadata),
             )
         except (F.FeatureError, registry_lib.InvalidHeight) as e:
