@@ -227,6 +227,9 @@ def main(argv=None) -> int:
                     help=f"SUITE=ARCHIVE_URL, repeatable (default: {' '.join(DEFAULT_SUITES)})")
     ap.add_argument("--keyring", default=DEFAULT_KEYRING, help="gpgv keyring for InRelease (default: %(default)s)")
     args = ap.parse_args(argv)
+    # `bazel run` starts in the runfiles; relative paths are the caller's.
+    cwd = os.environ.get("BUILD_WORKING_DIRECTORY", "")
+    args.lock, args.keyring = os.path.join(cwd, args.lock), os.path.join(cwd, args.keyring)
     with open(args.lock, encoding="utf-8") as f:
         lock = json.load(f)
     try:
