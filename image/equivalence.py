@@ -227,7 +227,9 @@ class Running:
             except grpc.RpcError:
                 pass
             state = json.loads(self.engine.podman("container", "inspect", self.id).stdout)[0]["State"]
-            if not state["Running"] or time.monotonic() > deadline:
+            # Not `Running`: under load podman may still say "created" of a
+            # container whose process has long started.
+            if state.get("Status") in ("exited", "stopped") or time.monotonic() > deadline:
                 logs = self.engine.podman("logs", self.id, check=False)
                 raise EquivalenceError(f"{self.name} ({self.digest}) did not serve (status {state.get('Status')}, "
                                        f"exit code {state.get('ExitCode')}, OOM-killed {state.get('OOMKilled')}, "
