@@ -56,6 +56,17 @@ def unavailable_reason():
     return None
 
 
+def skip_unless_available(what):
+    """In a pytest module: skip where podman cannot run, fail under CI=true
+    (CI installs everything it needs)."""
+    import pytest  # pylint: disable=import-outside-toplevel
+    reason = unavailable_reason()
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run {what}: {reason}")
+        pytest.skip(reason)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
