@@ -119,7 +119,8 @@ def main(argv: list[str]) -> int:
             host, _, repository = FLAGS.registry.partition("/")
             if not host or not repository or "@" in repository:
                 raise PublishError(f"--registry={FLAGS.registry!r}: expected HOST[:PORT]/REPOSITORY")
-            registry = oci_registry.Registry(f"{'http' if FLAGS.plain_http else 'https'}://{host}", repository,
+            scheme = "http" if FLAGS["plain-http"].value else "https"
+            registry = oci_registry.Registry(f"{scheme}://{host}", repository,
                                              oci_registry.auth_from_environment())
             digest = push(registry, tar, data, facts.version)
             info["model_artifact"] = f"oci://{host}/{repository}@{digest}"

@@ -232,7 +232,8 @@ def _copy(src, dst, max_bytes: int, what: str, expected_size: int | None = None)
     except (OSError, http.client.HTTPException) as e:
         raise StageError(f"{what}: the download failed after {n} bytes: {e!r}") from None
     if expected_size is not None and n != expected_size:
-        raise StageError(f"{what}: {n} bytes arrived, {expected_size} expected")
+        # http.client returns a body cut short by a closed connection as if it were whole.
+        raise StageError(f"{what}: the download was cut short: {n} of {expected_size} bytes arrived")
     return "sha256:" + h.hexdigest()
 
 
@@ -275,7 +276,8 @@ def download(release: Release, src: Source, dst_path: str, max_bytes: int) -> No
             want = layer["digest"]
         elif src.kind == "url":
             with _open_url(src.location, "artifact") as resp:
-                digest = _copy(resp, dst, max_bytes, src.location)
+                length = resp.headers.get("Content-Length")
+                digest = _copy(resp, dst, max_bytes, src.location, int(length) if length and length.isdigit() else None)
             want = src.digest
         else:
             try:
@@ -334,6 +336,7 @@ def _lock(models_dir: str) -> int:
 def stage(release: Release, plan_path: str, models_dir: str, dir_name: str, max_bytes: int,
           plain_http: bool = False, log=print) -> str:
     """Stages one release; returns what it did."""
+    release = dataclasses.replace(release, model_hash=parse_hash(release.model_hash, "model hash"))
     src = parse_source(release.artifact, plain_http)
     if not os.path.isfile(plan_path):
         raise StageError(f"plan: no plan file at {plan_path} (the one the sidecar serves with --upgrade-plan)")
