@@ -489,6 +489,21 @@ def test_two_stage_runs_of_the_same_version_at_once(work, published, model_hash)
     assert not [n for n in os.listdir(models) if n.startswith(".")]
 
 
+def test_the_image_entrypoint_runs_stage_with_its_plan(work, published, model_hash):
+    """The image's entrypoint is `sidecar.main --grpc-addr=… --upgrade-plan=/models/plan.json`; `IMAGE stage …`
+    appends to it. stage runs instead of the sidecar, and the entrypoint's plan is its --plan."""
+    info, _ = published
+    plan = os.path.join(work, "no-such-dir", "plan.json")
+    r = sidecar_process.run_to_exit("--grpc-addr=:50051", "--metrics-addr=:9090", f"--upgrade-plan={plan}", "stage",
+                                    f"--version={VERSION}", f"--model-hash=SHA256:{model_hash.upper()}",
+                                    f"--height={HEIGHT}", f"--artifact={info['model_artifact']}", "--plain-http",
+                                    timeout=120)
+    assert r.returncode == 1 and f"stage: refused: plan: no plan file at {plan}" in r.stdout, r.stdout
+    r = sidecar_process.run_to_exit(f"--upgrade-plan={plan}", "stage", f"--version={VERSION}", "--height=x",
+                                    timeout=120)
+    assert r.returncode == 1 and "stage: refused: missing --model-hash, --artifact" in r.stdout, r.stdout
+
+
 def test_an_interrupted_stage_does_not_block_the_retry(work, published, model_hash):
     """SIGKILL mid-run leaves a .stage-* directory; the next run removes it and stages."""
     info, _ = published
