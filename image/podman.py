@@ -56,6 +56,24 @@ def unavailable_reason():
     return None
 
 
+def require(pytest, reason):
+    """With a reason the test cannot run here: a skip, but a failure under CI=true (CI installs it all)."""
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the engine tests: {reason}")
+        pytest.skip(reason)
+
+
+def registry_missing():
+    """Why Debian's docker-registry cannot run here, or None."""
+    return None if tool("docker-registry") else "docker-registry is not installed (apt-get install docker-registry)"
+
+
+def short_tmpdir(prefix):
+    """A temp dir under /tmp, not TEST_TMPDIR: conmon's socket paths must stay under 108 bytes."""
+    return tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 
 import grpc
@@ -35,17 +34,12 @@ VERSION, HEIGHT = "v1.1.0", 5000
 
 @pytest.fixture(scope="module", autouse=True)
 def engine_available():
-    reason = podman.unavailable_reason()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the engine tests: {reason}")
-        pytest.skip(reason)
+    podman.require(pytest, podman.unavailable_reason())
 
 
 @pytest.fixture(scope="module")
 def workdir():
-    # Not under TEST_TMPDIR: conmon's socket paths must stay under 108 bytes.
-    d = tempfile.mkdtemp(prefix="veid-stage-", dir="/tmp")
+    d = podman.short_tmpdir("veid-stage-")
     yield d
     shutil.rmtree(d, ignore_errors=True)
 

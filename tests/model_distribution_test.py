@@ -82,10 +82,7 @@ def snapshot(models):
 
 @pytest.fixture(scope="module")
 def registry(work):
-    if not podman.tool("docker-registry"):
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI must run the distribution tests: apt-get install docker-registry")
-        pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
+    podman.require(pytest, podman.registry_missing())
     r = podman.Registry(work)
     yield r
     r.close()
