@@ -398,8 +398,7 @@ def plan_entries(models):
             for e in plan_lib.load(os.path.join(models, "plan.json")).entries]
 
 
-def test_stage_from_the_registry_https_and_a_file_then_the_sidecar_serves_it(work, registry, https, published,
-                                                                           model_hash, release):
+def test_stage_from_the_registry_https_and_a_file(work, registry, https, published, model_hash, release):
     info, tar_path = published
     good = _good_tar(work)
     https.routes["/model.tar"] = (200, good, None)
@@ -430,20 +429,33 @@ def test_stage_from_the_registry_https_and_a_file_then_the_sidecar_serves_it(wor
         _stage(models, tar_path, "1" * 64)
 
 
-def test_the_running_sidecar_adopts_what_stage_wrote(work, published, model_hash):
-    """The operator's path: a sidecar serving the image's plan; `stage` (the command, with a Cosmos
-    x/upgrade plan copied from the proposal); SIGHUP; v1.1.0 verified and serving from the height."""
+def test_two_stage_commands_at_once_and_the_running_sidecar_adopts_the_entry(work, published, model_hash):
+    """The operator's path: a sidecar serving the image's plan; two `stage` commands of the same version at
+    once (one with the flags, one with the Cosmos x/upgrade plan copied from the proposal), a reader polling
+    the plan throughout; SIGHUP; v1.1.0 verified and serving from the height."""
     info, _ = published
     parent = os.path.join(work, "live")
     models = validator(parent)
     with sidecar_process.serving(upgrade_plan=os.path.join("models", "plan.json"), cwd=parent) as sidecar:
         upgrade = {"name": VERSION, "height": str(HEIGHT), "info": json.dumps(info)}
+        commands = [[f"--upgrade-info={json.dumps(upgrade)}"],
+                    [f"--version={VERSION}", f"--model-hash={model_hash}", f"--height={HEIGHT}",
+                     f"--artifact={info['model_artifact']}"]]
+        reader = PlanReader(models)
         t0 = time.monotonic()
-        r = subprocess.run(sidecar_process.python_command("sidecar.stage") + [
-            "--plan=models/plan.json", f"--upgrade-info={json.dumps(upgrade)}", "--plain-http"],
-            env=sidecar_process.child_env(), capture_output=True, text=True, timeout=300, cwd=parent)
-        assert r.returncode == 0, r.stderr
-        print(f"\nstage (the command, TensorFlow import included) from the registry: {time.monotonic() - t0:.2f}s")
+        procs = [subprocess.Popen(sidecar_process.python_command("sidecar.stage") + [
+            "--plan=models/plan.json", "--plain-http", *args], env=sidecar_process.child_env(), cwd=parent,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for args in commands]
+        results = [(p.wait(300), *p.communicate()) for p in procs]
+        took = time.monotonic() - t0
+        reader.close()
+        installed = [r for r in results if r[0] == 0 and "installed" in r[1]]
+        assert len(installed) == 1, results
+        (rc, out, err), = [r for r in results if r not in installed]
+        assert (rc == 1 and "another stage is running in" in err) or (rc == 0 and "already holds" in out), results
+        assert plan_entries(models)[1] == (VERSION, "trust_score_v1.1.0", model_hash, HEIGHT)
+        assert not [n for n in os.listdir(models) if n.startswith(".")]
+        print(f"\nstage (the command, TensorFlow import included) from the registry: {took:.2f}s")
         sidecar.proc.send_signal(signal.SIGHUP)
         with sidecar.channel() as ch:
             stub = pb_grpc.InferenceServiceStub(ch)
@@ -463,27 +475,6 @@ def test_the_running_sidecar_adopts_what_stage_wrote(work, published, model_hash
             before = stub.ComputeScore(pb.ComputeScoreRequest(
                 features=vector["features"], metadata=pb.InferenceMetadata(block_height=HEIGHT - 1)), timeout=60)
             assert before.model_version == "v1.0.0"
-
-
-def test_two_stage_runs_of_the_same_version_at_once(work, published, model_hash):
-    info, _ = published
-    parent = os.path.join(work, "concurrent")
-    models = validator(parent)
-    reader = PlanReader(models)
-    cmd = sidecar_process.python_command("sidecar.stage") + [
-        "--plan=models/plan.json", f"--version={VERSION}", f"--model-hash={model_hash}", f"--height={HEIGHT}",
-        f"--artifact={info['model_artifact']}", "--plain-http"]
-    procs = [subprocess.Popen(cmd, env=sidecar_process.child_env(), cwd=parent, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    results = [(p.wait(300), *p.communicate()) for p in procs]
-    reader.close()
-    installed = [r for r in results if r[0] == 0 and "installed" in r[1]]
-    others = [r for r in results if r not in installed]
-    assert len(installed) == 1, results
-    (rc, out, err), = others
-    assert (rc == 1 and "another stage is running in" in err) or (rc == 0 and "already holds" in out), (rc, out, err)
-    assert plan_entries(models)[1] == (VERSION, "trust_score_v1.1.0", model_hash, HEIGHT)
-    assert not [n for n in os.listdir(models) if n.startswith(".")]
 
 
 def test_the_image_entrypoint_runs_stage_with_its_plan(work, published, model_hash):
