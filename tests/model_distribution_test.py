@@ -284,6 +284,16 @@ def test_a_wrong_model_hash_is_refused_and_a_foreign_hash_form_is_explained(work
     assert snapshot(models) == before
 
 
+def test_the_sidecar_explains_a_graph_only_expected_hash(work):
+    """What a new user tries first: --expected-hash=$(sha256sum …/saved_model.pb | cut -d' ' -f1)."""
+    model = committed_model.copy_model(os.path.join(work, "flag"))
+    graph_only = hashlib.sha256(open(os.path.join(model, "saved_model.pb"), "rb").read()).hexdigest()
+    r = sidecar_process.run_to_exit(f"--model-path={model}", f"--expected-hash={graph_only}", timeout=120)
+    assert r.returncode != 0 and "model hash mismatch" in r.stdout, r.stdout
+    assert f"{graph_only} is the sha256 of saved_model.pb alone (the graph, without the weights)" in r.stdout, r.stdout
+    assert "not its model_hash" in r.stdout
+
+
 def test_truncated_download_404_500_and_untrusted_tls_leave_nothing(work, https, registry, published, model_hash):
     info, _ = published
     good = _good_tar(work)
