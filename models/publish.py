@@ -27,7 +27,7 @@ from sidecar import hashing
 from sidecar import model as model_lib
 from sidecar import oci_registry
 
-flags.DEFINE_string("registry", "", "Push to this repository, HOST[:PORT]/REPOSITORY (e.g. registry.example.org/veid/models).")
+flags.DEFINE_string("registry", "", "Push to this repository: HOST[:PORT]/REPOSITORY (registry.example.org/veid/models).")
 flags.DEFINE_bool("plain-http", False, "Talk http:// to the registry instead of https:// (a loopback registry).")
 flags.DEFINE_string("tar", "", "Also write the artifact as this .tar file, and its sha256 as <tar>.sha256.")
 FLAGS = flags.FLAGS

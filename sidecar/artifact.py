@@ -34,19 +34,11 @@ class ArtifactError(ValueError):
     """The artifact is unusable; the message names the entry or field."""
 
 
-def model_files(model_dir: str) -> list[str]:
-    """Every regular file the artifact carries (the hashed ones and the metadata), sorted by bytes."""
-    files = hashing.list_model_files(model_dir)
-    if os.path.isfile(os.path.join(model_dir, hashing.METADATA_FILE)):
-        files.append(hashing.METADATA_FILE)
-    return sorted(files, key=os.fsencode)
-
-
 def pack(model_dir: str, out) -> None:
     """Writes the model directory's reproducible tar to the binary file object `out`."""
     root = os.path.realpath(model_dir)
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT, encoding="utf-8", errors="strict") as tar:
-        for rel in model_files(model_dir):
+        for rel in hashing.list_all_files(model_dir):
             fd = os.open(os.path.join(root, rel), os.O_RDONLY | os.O_NOFOLLOW)
             with os.fdopen(fd, "rb") as f:
                 info = tarfile.TarInfo(rel)

@@ -179,10 +179,17 @@ def normalize_sha256(text: object, field: str) -> str:
     return m.group(1).lower()
 
 
+def list_all_files(model_dir: str) -> list[str]:
+    """list_model_files plus the metadata file when there is one: everything a model release carries."""
+    files = list_model_files(model_dir)
+    if os.path.isfile(os.path.join(model_dir, METADATA_FILE)):
+        files.append(METADATA_FILE)
+    return sorted(files, key=os.fsencode)
+
+
 def _walk_order(model_dir: str) -> list[str]:
     """Every regular file as Go's filepath.Walk visits them: names sorted within each directory."""
-    return sorted(list_model_files(model_dir) + [METADATA_FILE] * os.path.isfile(os.path.join(model_dir, METADATA_FILE)),
-                  key=lambda rel: [os.fsencode(part) for part in rel.split("/")])
+    return sorted(list_all_files(model_dir), key=lambda rel: [os.fsencode(part) for part in rel.split("/")])
 
 
 def foreign_hashes(model_dir: str) -> dict[str, str]:
@@ -190,9 +197,11 @@ def foreign_hashes(model_dir: str) -> dict[str, str]:
     found: dict[str, str] = {}
     root = os.path.realpath(model_dir)
     if os.path.isfile(os.path.join(root, SAVED_MODEL_FILE)):
-        found[_file_digest(root, SAVED_MODEL_FILE)[1].hex()] = f"the sha256 of {SAVED_MODEL_FILE} alone (the graph, without the weights)"
+        graph = _file_digest(root, SAVED_MODEL_FILE)[1].hex()
+        found[graph] = f"the sha256 of {SAVED_MODEL_FILE} alone (the graph, without the weights)"
     files = _walk_order(model_dir)
-    for label, names in (("every file", files), (f"every file but {METADATA_FILE}", [f for f in files if f != METADATA_FILE])):
+    without_metadata = [f for f in files if f != METADATA_FILE]
+    for label, names in (("every file", files), (f"every file but {METADATA_FILE}", without_metadata)):
         h = hashlib.sha256()
         for rel in names:
             with open(os.path.join(root, rel), "rb") as f:

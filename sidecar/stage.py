@@ -60,7 +60,9 @@ flags.DEFINE_string(
     'Instead of the four flags above: a Cosmos x/upgrade plan {"name", "height", "info"} or a JSON array of '
     "them, literally or in a file; info is JSON (or a URL to JSON with ?checksum=) naming model_artifact and model_hash.",
 )
-flags.DEFINE_string("path", "", "Directory name in the models directory. Default: trust_score_<version>.")
+flags.DEFINE_string(
+    "path", "", "Directory name in the models directory. Default: where the plan already puts the version, "
+    "else trust_score_<version>.")
 flags.DEFINE_bool("plain-http", False, "oci:// registries over http:// instead of https:// (a loopback registry).")
 flags.DEFINE_integer("max-bytes", 1 << 30, "Size cap of the download and of the unpacked model.")
 FLAGS = flags.FLAGS
@@ -333,14 +335,17 @@ def _lock(models_dir: str) -> int:
     return fd
 
 
-def stage(release: Release, plan_path: str, models_dir: str, dir_name: str, max_bytes: int,
+def stage(release: Release, plan_path: str, models_dir: str, dir_name: str | None, max_bytes: int,
           plain_http: bool = False, log=print) -> str:
-    """Stages one release; returns what it did."""
+    """Stages one release into models_dir/dir_name; returns what it did.
+
+    Without dir_name: where the plan already puts this version, else trust_score_<version>.
+    """
     release = dataclasses.replace(release, model_hash=parse_hash(release.model_hash, "model hash"))
     src = parse_source(release.artifact, plain_http)
     if not os.path.isfile(plan_path):
         raise StageError(f"plan: no plan file at {plan_path} (the one the sidecar serves with --upgrade-plan)")
-    target = os.path.join(models_dir, dir_name)
+    plan_dir = os.path.dirname(os.path.abspath(plan_path))
     lock = _lock(models_dir)
     try:
         for name in os.listdir(models_dir):
@@ -349,7 +354,11 @@ def stage(release: Release, plan_path: str, models_dir: str, dir_name: str, max_
                 shutil.rmtree(os.path.join(models_dir, name))
         with open(plan_path, "rb") as f:
             doc = json.loads(f.read())
-        plan_lib.parse(json.dumps(doc).encode(), models_dir, plan_path)
+        planned = [e.path for e in plan_lib.parse(json.dumps(doc).encode(), plan_dir, plan_path).entries
+                   if e.version == release.version and os.path.dirname(e.path) == os.path.abspath(models_dir)]
+        if dir_name is None:
+            dir_name = os.path.basename(planned[0]) if planned else f"trust_score_{release.version}"
+        target = os.path.join(models_dir, dir_name)
         existing = None
         if os.path.lexists(target):
             try:
@@ -358,8 +367,8 @@ def stage(release: Release, plan_path: str, models_dir: str, dir_name: str, max_
                 raise StageError(f"{target} exists and is not a model directory ({e}): "
                                  "a version directory is never overwritten") from None
         install = install_decision(existing, release.model_hash, target)
-        entry = {"version": release.version, "path": dir_name, "expected_hash": release.model_hash,
-                 "activation_height": release.height}
+        entry = {"version": release.version, "path": os.path.relpath(target, plan_dir),
+                 "expected_hash": release.model_hash, "activation_height": release.height}
         new_doc = plan_with(doc, entry)
         did = []
         if install:
@@ -432,10 +441,10 @@ def main(argv: list[str]) -> int:
         todo = _release_from_flags()
         if FLAGS.path and len(todo) != 1:
             raise StageError("--path names one directory: stage one release at a time with it")
+        name = FLAGS.path or None
+        if name is not None and ("/" in name or name in (".", "..") or name.startswith(_TMP_PREFIX)):
+            raise StageError(f"--path: {name!r} must be a plain directory name")
         for release in todo:
-            name = FLAGS.path or f"trust_score_{release.version}"
-            if "/" in name or name in (".", "..") or name.startswith(_TMP_PREFIX):
-                raise StageError(f"--path: {name!r} must be a plain directory name")
             print(f"stage {release.version}: " + stage(release, plan_path, models_dir, name, FLAGS["max-bytes"].value,
                                                        FLAGS["plain-http"].value,
                                                        log=lambda m: print(m, file=sys.stderr)))

@@ -502,6 +502,17 @@ def test_the_image_entrypoint_runs_stage_with_its_plan(work, published, model_ha
     assert r.returncode == 1 and "stage: refused: missing --model-hash, --artifact" in r.stdout, r.stdout
 
 
+def test_a_version_the_plan_already_has_is_found_where_the_plan_puts_it(work, published, model_hash):
+    """The committed models directory already stages v1.1.0 as trust_score_v1_1 (plan.example.json):
+    nothing is fetched, nothing written, and no second copy appears under another name."""
+    models = committed_model.copy_models(os.path.join(work, "committed"))
+    before = snapshot(models)
+    rel = stage.Release(VERSION, model_hash, HEIGHT, "/nonexistent.tar")
+    did = stage.stage(rel, os.path.join(models, "plan.example.json"), models, None, CAP, log=lambda m: None)
+    assert f"{models}/trust_score_v1_1 already holds" in did and "the plan already has v1.1.0" in did, did
+    assert snapshot(models) == before
+
+
 def test_an_interrupted_stage_does_not_block_the_retry(work, published, model_hash):
     """SIGKILL mid-run leaves a .stage-* directory; the next run removes it and stages."""
     info, _ = published
