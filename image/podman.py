@@ -60,11 +60,25 @@ def skip_unless_available(what):
     """In a pytest module: skip where podman cannot run, fail under CI=true
     (CI installs everything it needs)."""
     import pytest  # pylint: disable=import-outside-toplevel
-    reason = unavailable_reason()
+    require(pytest, unavailable_reason(), what)
+
+
+def require(pytest, reason, what="the engine tests"):
+    """With a reason the test cannot run here: a skip, but a failure under CI=true (CI installs it all)."""
     if reason:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI must run {what}: {reason}")
         pytest.skip(reason)
+
+
+def registry_missing():
+    """Why Debian's docker-registry cannot run here, or None."""
+    return None if tool("docker-registry") else "docker-registry is not installed (apt-get install docker-registry)"
+
+
+def short_tmpdir(prefix):
+    """A temp dir under /tmp, not TEST_TMPDIR: conmon's socket paths must stay under 108 bytes."""
+    return tempfile.mkdtemp(prefix=prefix, dir="/tmp")
 
 
 def free_port():

@@ -23,11 +23,19 @@ sha256(content). Lengths make the encoding unambiguous, so renaming a file or
 moving bytes between files changes the hash. Only files are covered; empty
 directories (which git cannot carry anyway) are ignored. Symlinks anywhere
 below the root, special files and non-canonical paths are refused.
+
+Operators arrive with other hashes of a model: the seed's guide had them run
+`sha256sum saved_model.pb` (the graph alone, without the weights) and
+upstream's Go sidecar hashes the files' concatenated contents (without their
+names, so renaming or moving bytes between files goes unnoticed).
+`mismatch_hint` recognises both, so a mismatch says which one was given and
+points to model_hash, which pins every file and its name.
 """
 
 import hashlib
 import math
 import os
+import re
 import stat
 import struct
 import sys
@@ -36,6 +44,8 @@ from collections.abc import Iterable
 import numpy as np
 
 MANIFEST_HEADER = b"veid-model-manifest-v1\n"
+SAVED_MODEL_FILE = "saved_model.pb"
+_ANY_SHA256 = re.compile(r"^(?:sha256:)?([0-9a-f]{64})$", re.IGNORECASE)
 METADATA_FILE = "export_metadata.json"
 CANONICAL_NAN_BITS = 0x7FC00000
 _CHUNK = 1 << 20
@@ -159,6 +169,58 @@ def model_manifest(model_dir: str) -> bytes:
 
 def model_hash(model_dir: str) -> str:
     return hashlib.sha256(model_manifest(model_dir)).hexdigest()
+
+
+def normalize_sha256(text: object, field: str) -> str:
+    """'sha256:ABC…', 'abc…' -> 'abc…' (64 lowercase hex); anything else names `field`."""
+    m = _ANY_SHA256.match(text) if isinstance(text, str) else None
+    if not m:
+        raise ValueError(f"{field}: {text!r} is not a sha256 (64 hex digits, optionally prefixed with sha256:)")
+    return m.group(1).lower()
+
+
+def list_all_files(model_dir: str) -> list[str]:
+    """list_model_files plus the metadata file when there is one: everything a model release carries."""
+    files = list_model_files(model_dir)
+    if os.path.isfile(os.path.join(model_dir, METADATA_FILE)):
+        files.append(METADATA_FILE)
+    return sorted(files, key=os.fsencode)
+
+
+def _walk_order(model_dir: str) -> list[str]:
+    """Every regular file as Go's filepath.Walk visits them: names sorted within each directory."""
+    return sorted(list_all_files(model_dir), key=lambda rel: [os.fsencode(part) for part in rel.split("/")])
+
+
+def foreign_hashes(model_dir: str) -> dict[str, str]:
+    """{sha256 hex: what it is} for the other hashes operators compute of a model directory."""
+    found: dict[str, str] = {}
+    root = os.path.realpath(model_dir)
+    if os.path.isfile(os.path.join(root, SAVED_MODEL_FILE)):
+        graph = _file_digest(root, SAVED_MODEL_FILE)[1].hex()
+        found[graph] = f"the sha256 of {SAVED_MODEL_FILE} alone (the graph, without the weights)"
+    files = _walk_order(model_dir)
+    without_metadata = [f for f in files if f != METADATA_FILE]
+    for label, names in (("every file", files), (f"every file but {METADATA_FILE}", without_metadata)):
+        h = hashlib.sha256()
+        for rel in names:
+            with open(os.path.join(root, rel), "rb") as f:
+                while chunk := f.read(_CHUNK):
+                    h.update(chunk)
+        found.setdefault(h.hexdigest(), f"the sha256 of the concatenated contents of {label}, without names")
+    return found
+
+
+def mismatch_hint(model_dir: str, expected: str) -> str:
+    """'' or a sentence saying that `expected` is another kind of hash of this same directory."""
+    try:
+        what = foreign_hashes(model_dir).get(expected.lower())
+    except (ModelHashError, OSError):
+        return ""
+    if what is None:
+        return ""
+    return (f" ({expected} is {what} of this directory, not its model_hash: the sidecar pins every file and its "
+            "name, see export_metadata.json's model_hash or `bazel run //sidecar:model_hash -- DIR`)")
 
 
 def main(argv: list[str]) -> int:

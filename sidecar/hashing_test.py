@@ -182,5 +182,47 @@ class TestModelHash:
         assert capsys.readouterr().out.strip() == hashing.model_hash(model_dir)
 
 
+_HEX = "ab" * 32
+
+
+@pytest.mark.parametrize("text", [_HEX, _HEX.upper(), "sha256:" + _HEX, "SHA256:" + _HEX.upper(), "Sha256:" + _HEX])
+def test_normalize_sha256_accepts_both_cases_with_or_without_prefix(text):
+    assert hashing.normalize_sha256(text, "model_hash") == _HEX
+
+
+@pytest.mark.parametrize("text", ["", _HEX[:-1], _HEX + "0", "sha512:" + _HEX, "sha256:" + _HEX[:-2] + "zz",
+                                  " " + _HEX, _HEX + "  saved_model.pb", None, 7, ["x"]])
+def test_normalize_sha256_refuses_the_rest_naming_the_field(text):
+    with pytest.raises(ValueError, match=r"^info\.model_hash: .* is not a sha256"):
+        hashing.normalize_sha256(text, "info.model_hash")
+
+
+class TestMismatchHint:
+    @pytest.fixture
+    def model_dir(self, tmp_path):
+        root = str(tmp_path / "m")
+        _write(root, "saved_model.pb", b"graph")
+        _write(root, "variables/variables.index", b"idx")
+        _write(root, "variables.x", b"x")  # by full path it sorts before variables/…; Walk visits it after
+        _write(root, "variables/variables.data-00000-of-00001", b"weights")
+        _write(root, "export_metadata.json", b"{}")
+        return root
+
+    def test_graph_only_hash(self, model_dir):
+        hint = hashing.mismatch_hint(model_dir, _sha(b"graph").upper())
+        assert "sha256 of saved_model.pb alone" in hint and "model_hash" in hint
+
+    @pytest.mark.parametrize("with_metadata", [True, False])
+    def test_concatenated_contents_in_walk_order(self, model_dir, with_metadata):
+        walk = [b"{}"] * with_metadata + [b"graph", b"weights", b"idx", b"x"]
+        hint = hashing.mismatch_hint(model_dir, _sha(b"".join(walk)))
+        assert "concatenated contents" in hint and "model_hash" in hint
+
+    def test_other_hashes_get_no_hint(self, model_dir):
+        assert hashing.mismatch_hint(model_dir, _sha(b"something else")) == ""
+        assert hashing.mismatch_hint(model_dir, hashing.model_hash(model_dir)) == ""
+        assert hashing.mismatch_hint(model_dir + "-missing", _sha(b"graph")) == ""
+
+
 if __name__ == "__main__":
     raise SystemExit(pytest.main([__file__, "-q", "-p", "no:cacheprovider"]))

@@ -9,6 +9,7 @@ NOT_SERVING, finish in-flight calls within --grace-period and exit 0.
 import gc
 import re
 import signal
+import sys
 import threading
 import time
 
@@ -258,4 +259,11 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # The image has one entrypoint: `IMAGE stage …` stages a model release instead of serving
+    # (imported only then, so the sidecar's flags stay its own).
+    if "stage" in sys.argv[1:]:
+        from sidecar import stage  # pylint: disable=import-outside-toplevel
+
+        if stage.wants_stage(sys.argv):
+            stage.run_from_entrypoint(sys.argv)
     app.run(main)

@@ -118,7 +118,8 @@ def load_model(
             "hash_mismatch",
         )
     if expected_hash is not None and actual != expected_hash:
-        raise ModelError(f"model hash mismatch: {path} hashes to {actual} but expected {expected_hash}", "hash_mismatch")
+        raise ModelError(f"model hash mismatch: {path} hashes to {actual} but expected {expected_hash}"
+                         + hashing.mismatch_hint(path, expected_hash), "hash_mismatch")
     if expected_version is not None and facts.version != expected_version:
         raise ModelError(
             f"model version mismatch: {path} is {facts.version} but expected {expected_version}", "version_mismatch"

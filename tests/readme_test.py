@@ -137,13 +137,15 @@ def test_every_bazel_run_label_in_the_readme_is_run_here():
     labels = {m for m in re.findall(r"bazelw? run (//[^\s`]*)", readme()) if "<" not in m}
     assert labels, "README.md shows no bazel run"
     assert sorted(labels - set(LAUNCHERS) - {"//:requirements.update", "//image:mirror", "//image:security_report",
-                                             "//image:equivalence"}) == []
+                                             "//image:equivalence", "//models:publish", "//sidecar:stage"}) == []
     # //:requirements.update is run offline by //third_party/pip:update_test;
     # //image:mirror's program by //third_party/mirror:offline_rebuild_test,
     # from the build's caches (this test's HOME has none).
     # //image:security_report reads today's Debian archive: its program runs
     # against a loopback archive in //third_party/debian:security_report_test;
     # //image:equivalence needs rootful Podman: //image:equivalence_test.
+    # //models:publish's and //sidecar:stage's programs run in
+    # //tests:model_distribution_test, which needs a registry.
 
 
 def test_grpcurl_is_1_8_6():
