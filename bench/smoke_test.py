@@ -26,6 +26,7 @@ TINY = {
     "upgrade": ["--rounds=1", "--settle=0.2"],
     "hostile": ["--calls=20", "--rounds=1", "--hold=50"],
     "replay": ["--heights=200", "--chunk=100"],
+    "tls": ["--calls=20", "--connections=3", "--rounds=1"],
 }
 
 # common.table's rule under the header row: "----+-------+---".

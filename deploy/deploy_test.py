@@ -1,5 +1,6 @@
 """The deploy files work against what the sidecar and the image really are."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -25,7 +26,7 @@ def promtool(*args):
 def test_alert_rules_are_valid():
     r = promtool("check", "rules", "alerts.yml")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "4 rules found" in r.stdout
+    assert "5 rules found" in r.stdout
 
 
 def test_alert_rules_fire_on_the_series_they_watch():
@@ -41,7 +42,7 @@ def test_alerts_use_only_exported_series():
     exported = exposition.generate_latest(metrics.registry).decode()
     series = {line.split("{")[0].split(" ")[0] for line in exported.splitlines() if not line.startswith("#")}
     with open(_ALERTS) as f:
-        used = set(re.findall(r"veid_inference_\w+", f.read()))
+        used = set(re.findall(r"veid_\w+", f.read()))
     assert used, "no sidecar series in the alert rules"
     assert used <= series, f"alert rules use series the sidecar does not export: {sorted(used - series)}"
 
@@ -67,6 +68,28 @@ def test_network_policy_restricts_exactly_the_sidecar_ports():
     tcp = re.findall(r"protocol: TCP\s+port: (\d+)\s+endPort: (\d+)", open_rule)
     opened = {p for lo, hi in tcp for p in range(int(lo), int(hi) + 1)}
     assert opened == set(range(1, 65536)) - pod_ports
+
+
+@pytest.mark.parametrize("path", _PINNED)
+def test_deploy_files_serve_mutual_tls_from_mounted_files(path):
+    """The sidecar gets all three TLS files, each under a read-only mount, and never --require-mtls=false."""
+    with open(path) as f:
+        text = f.read()
+    assert "--require-mtls=false" not in text
+    files = dict(re.findall(r"--(tls-cert-file|tls-key-file|tls-client-ca-file)=(/\S+)", text))
+    assert sorted(files) == ["tls-cert-file", "tls-client-ca-file", "tls-key-file"], files
+    if path.endswith(".yml"):  # compose: "- ./dir:/mount:ro"
+        mounts = re.findall(r"^\s+- \./[^:\s]+:(/[^:\s]+):ro$", text, re.M)
+    else:  # Kubernetes: mountPath followed by readOnly: true
+        mounts = re.findall(r"mountPath: (/\S+)\n\s+readOnly: true", text)
+    for flag, file in files.items():
+        assert os.path.dirname(file) in mounts, f"{path}: --{flag}={file} is not in a read-only mount {mounts}"
+
+
+def test_pod_probes_need_no_client_certificate():
+    with open("deploy/k8s/validator-pod.yaml") as f:
+        probes = re.findall(r"(readinessProbe|livenessProbe):\n\s+(\w+):", f.read())
+    assert sorted(probes) == [("livenessProbe", "httpGet"), ("readinessProbe", "httpGet")]
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ compose tool itself reads the file with.
 """
 
 import json
+import os
 import re
 import subprocess
 
@@ -24,6 +25,7 @@ _NOT_RUN_FLAGS = {
     "image": "the test passes the reference it wants to run",
     "stop_grace_period": "the bound `podman stop -t` is given (grace_seconds)",
     "healthcheck": "turned into --health-* flags (health_flags)",
+    "command": "the arguments after the image reference (command_args)",
 }
 
 
@@ -80,17 +82,26 @@ def published_ports(svc):
     return out
 
 
-def run_flags(svc, host_ports):
+def command_args(svc):
+    """What the service appends to the image's entrypoint."""
+    return list(svc.get("command", []))
+
+
+def run_flags(svc, host_ports, compose_dir=os.path.dirname(COMPOSE_FILE)):
     """`podman run` flags for the service; `host_ports` maps each container port
-    to the (free) host port to publish it on, on the compose file's address."""
+    to the (free) host port to publish it on, on the compose file's address;
+    relative volume sources are relative to `compose_dir`, as Compose reads them."""
     unknown = set(svc) - set(_NOT_RUN_FLAGS) - {"ports", "read_only", "tmpfs", "user", "cap_drop", "security_opt",
-                                                   "deploy", "restart"}
+                                                   "deploy", "restart", "volumes"}
     if unknown:
         raise ValueError(f"compose keys this test does not apply: {sorted(unknown)}")
     flags = [f"--publish={ip}:{host_ports[container]}:{container}" for ip, _, container in published_ports(svc)]
     if svc.get("read_only"):
         flags.append("--read-only")
     flags += [f"--tmpfs={path}" for path in svc.get("tmpfs", [])]
+    for spec in svc.get("volumes", []):
+        source, rest = spec.split(":", 1)
+        flags.append(f"--volume={os.path.abspath(os.path.join(compose_dir, source))}:{rest}")
     flags.append(f"--user={svc['user']}")
     flags += [f"--cap-drop={cap}" for cap in svc.get("cap_drop", [])]
     flags += [f"--security-opt={opt}" for opt in svc.get("security_opt", [])]

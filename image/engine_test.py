@@ -41,6 +41,7 @@ from image import referrers
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
 from ops import committed_model
+from ops import dev_certs
 from ops import sidecar_process
 from sidecar import golden
 
@@ -88,6 +89,18 @@ def workdir():
 
 
 @pytest.fixture(scope="module")
+def tls(workdir):
+    """Development certificates in workdir/tls, where the compose file's ./tls volume finds them
+    (workdir holds the copy of the compose file); the key readable by the image's user."""
+    certs = dev_certs.make_dev_set(os.path.join(workdir, "tls"))
+    os.chown(certs["server_key"], 65532, 65532)
+    certs["compose_dir"] = workdir
+    certs["credentials"] = grpc.ssl_channel_credentials(
+        *(open(certs[k], "rb").read() for k in ("ca", "client_key", "client_cert")))
+    return certs
+
+
+@pytest.fixture(scope="module")
 def local(workdir, digest):
     """A clean store with the layout loaded the way image/README.md tells operators."""
     engine = podman.Engine(workdir)
@@ -114,12 +127,14 @@ def native():
 class Container:
     """One container of the image, run by reference with the compose limits."""
 
-    def __init__(self, engine, ref, name, service, *args):
-        self.engine, self.name = engine, name
+    def __init__(self, engine, ref, name, service, tls, *args):
+        """`tls`: the certificates the compose file's volume mounts (the tls fixture)."""
+        self.engine, self.name, self.credentials = engine, name, tls["credentials"]
         self.ports = {container: podman.free_port() for _, _, container in compose.published_ports(service)}
         self.health_argv = compose.healthcheck_argv(service)
         started = time.monotonic()
-        engine.podman("run", "--detach", f"--name={name}", *compose.run_flags(service, self.ports), ref, *args)
+        engine.podman("run", "--detach", f"--name={name}", *compose.run_flags(service, self.ports, tls["compose_dir"]),
+                      ref, *compose.command_args(service), *args)
         self.wait_healthy()
         self.seconds_to_healthy = time.monotonic() - started
         info = engine.inspect(name)
@@ -153,7 +168,7 @@ class Container:
             time.sleep(1)
 
     def channel(self):
-        return grpc.insecure_channel(self.target)
+        return grpc.secure_channel(self.target, self.credentials)
 
     def stop(self, grace_s):
         started = time.monotonic()
@@ -183,8 +198,8 @@ def compare_with_native(stub, native, vectors, randoms):
 
 
 @pytest.fixture(scope="module")
-def container(local, digest, service):
-    c = Container(local, f"veid-sidecar@{digest}", "veid-local", service)
+def container(local, digest, service, tls):
+    c = Container(local, f"veid-sidecar@{digest}", "veid-local", service, tls)
     report("podman run to healthy (local load, s)", round(c.seconds_to_healthy, 1))
     return c
 
@@ -228,26 +243,26 @@ def test_compute_score_matches_a_native_sidecar(container, native, vectors):
 
 
 def test_kubernetes_probes_pass(container):
-    readiness, liveness = compose.pod_probes()
-    # readinessProbe.grpc: grpc.health.v1 Check on the port, service "" unless named.
-    port = container.ports[readiness["grpc"]["port"]]
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-        request = health_pb2.HealthCheckRequest(service=readiness["grpc"].get("service", ""))
-        status = health_pb2_grpc.HealthStub(ch).Check(request, timeout=readiness.get("timeoutSeconds", 1) + 4).status
-    assert status == health_pb2.HealthCheckResponse.SERVING
-    http = liveness["httpGet"]
-    code, _, body = sidecar_process.http_get(f"http://127.0.0.1:{container.ports[http['port']]}{http['path']}")
-    assert 200 <= code < 400, (code, body)
+    # Both are HTTP: the kubelet's gRPC probe cannot present a client certificate.
+    for probe in compose.pod_probes():
+        http = probe["httpGet"]
+        code, _, body = sidecar_process.http_get(f"http://127.0.0.1:{container.ports[http['port']]}{http['path']}")
+        assert 200 <= code < 400, (code, body)
+    # What such a probe would meet: the gRPC port refuses a caller without a client certificate.
+    with grpc.insecure_channel(container.target) as ch:
+        with pytest.raises(grpc.RpcError) as e:
+            health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
-def load(target, requests, duration_s, failures, stop=None):
+def load(container, requests, duration_s, failures, stop=None):
     """_CONCURRENCY callers cycling through `requests` until `duration_s` has passed
     (or `stop` is set); returns the number of successful calls. A failure is
     recorded as its status code, or a message when the bytes differ."""
     stop = stop or threading.Event()
     done = [0] * _CONCURRENCY
     lock = threading.Lock()
-    with grpc.insecure_channel(target) as ch:
+    with container.channel() as ch:
         stub = pb_grpc.InferenceServiceStub(ch)
         want = {i: stable(stub.ComputeScore(r, timeout=30)) for i, r in enumerate(requests)}
 
@@ -284,7 +299,7 @@ def _requests(vectors):
 
 def test_load_stays_under_the_memory_limit(container, vectors, service):
     failures = []
-    calls = load(container.target, _requests(vectors), _LOAD_S, failures)
+    calls = load(container, _requests(vectors), _LOAD_S, failures)
     peak = podman.memory_peak_bytes(container.pid)
     report(f"cgroup memory peak after c={_CONCURRENCY} for {_LOAD_S:.0f} s (MiB)", round(peak / 2**20, 1))
     report("calls in the load", calls)
@@ -303,7 +318,7 @@ def test_podman_stop_exits_zero_within_the_grace_period(container, vectors, serv
     certainly in flight is test_the_pulled_image_runs_and_drains_in_flight_calls's."""
     failures, stop, calls = [], threading.Event(), []
     loader = threading.Thread(
-        target=lambda: calls.append(load(container.target, _requests(vectors), 120, failures, stop)))
+        target=lambda: calls.append(load(container, _requests(vectors), 120, failures, stop)))
     loader.start()
     time.sleep(3)
     grace = compose.grace_seconds(service)
@@ -376,12 +391,12 @@ def test_the_sbom_travels_with_the_image(pulled, registry, digest):
     assert inspected["Digest"] == digest
 
 
-def test_the_pulled_image_runs_and_drains_in_flight_calls(pulled, service, native, vectors):
+def test_the_pulled_image_runs_and_drains_in_flight_calls(pulled, service, native, vectors, tls):
     """Run by digest with the compose limits; this container also sleeps
     _INJECTED_LATENCY_S in every call, so that `podman stop` certainly meets
     calls in flight, and every one of them must still succeed."""
     engine, ref = pulled
-    c = Container(engine, ref, "veid-pulled", service, f"--testing-inject-latency={_INJECTED_LATENCY_S}s",
+    c = Container(engine, ref, "veid-pulled", service, tls, f"--testing-inject-latency={_INJECTED_LATENCY_S}s",
                   "--timeout=5s", "--grpc-workers=48")
     report("podman run to healthy (registry pull, s)", round(c.seconds_to_healthy, 1))
     with c.channel() as ch:
@@ -405,7 +420,7 @@ def test_the_pulled_image_runs_and_drains_in_flight_calls(pulled, service, nativ
     assert took < compose.grace_seconds(service)
 
 
-def test_compose_file_starts_a_healthy_sidecar(local, workdir, digest):
+def test_compose_file_starts_a_healthy_sidecar(local, workdir, digest, tls):
     """podman-compose runs deploy/docker-compose.yml as written, ports aside.
 
     Debian 12's podman-compose 1.0.3 wraps every healthcheck in `/bin/sh -c`,
@@ -426,7 +441,8 @@ def test_compose_file_starts_a_healthy_sidecar(local, workdir, digest):
     tool = [podman.tool("podman-compose"), "--file", path, "--project-name", project]
     try:
         local.run(*tool, "up", "--detach")
-        (name,) = local.podman("ps", "--filter", f"label=io.podman.compose.project={project}",
+        # --all: a container that already exited is found, and its log shown below.
+        (name,) = local.podman("ps", "--all", "--filter", f"label=io.podman.compose.project={project}",
                                "--format", "{{.Names}}").stdout.split()
         info = local.inspect(name)
         assert info["ImageDigest"] == digest

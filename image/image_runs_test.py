@@ -4,7 +4,9 @@ with nothing but loopback — and answers byte for byte like the native sidecar.
 Needs root (unshare, mount, chroot), so Bazel runs it outside the sandbox. The
 whole test re-executes itself in fresh network and mount namespaces: the
 network has only `lo`, so the image's own `--grpc-addr=:50051` reaches
-nothing but this test.
+nothing but this test. That address is not loopback, so the entrypoint serves
+mutual TLS only: the certificates are "mounted" in the image's /tmp, and the
+entrypoint alone refuses to start.
 """
 
 import json
@@ -25,6 +27,7 @@ from image import assemble
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
 from ops import committed_model
+from ops import dev_certs
 from ops import sidecar_process
 from sidecar import golden
 
@@ -78,14 +81,31 @@ def rootfs():
     return root, config
 
 
-def start_image_sidecar(root, config, log_path):
-    """The image's own entrypoint, chrooted as its user; returns (process, stub, channel) once SERVING."""
+@pytest.fixture(scope="module")
+def tls(rootfs):
+    """Development certificates in the image's /tmp/tls: (sidecar flags, client credentials)."""
+    root, _ = rootfs
+    certs = dev_certs.make_dev_set(os.path.join(root, "tmp", "tls"))
+    os.chown(certs["server_key"], _NONROOT, _NONROOT)
+    inside = lambda path: "/" + os.path.relpath(path, root)
+    flags = [f"--tls-cert-file={inside(certs['server_cert'])}", f"--tls-key-file={inside(certs['server_key'])}",
+             f"--tls-client-ca-file={inside(certs['ca'])}"]
+    pem = [open(certs[k], "rb").read() for k in ("ca", "client_key", "client_cert")]
+    return flags, grpc.ssl_channel_credentials(*pem)
+
+
+def image_command(root, config, *args):
+    """The image's own entrypoint plus `args`, chrooted as its user: (argv, env)."""
+    return ([tool("chroot"), f"--userspec={_NONROOT}:{_NONROOT}", root, *config["Entrypoint"], *args],
+            dict(e.split("=", 1) for e in config["Env"]))
+
+
+def start_image_sidecar(root, config, log_path, tls):
+    """The image's own entrypoint with the TLS flags; returns (process, stub, channel) once SERVING."""
+    argv, env = image_command(root, config, *tls[0])
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [tool("chroot"), f"--userspec={_NONROOT}:{_NONROOT}", root, *config["Entrypoint"]],
-            env=dict(e.split("=", 1) for e in config["Env"]), cwd="/",
-            stdout=log, stderr=subprocess.STDOUT)
-    channel = grpc.insecure_channel("127.0.0.1:50051")
+        proc = subprocess.Popen(argv, env=env, cwd="/", stdout=log, stderr=subprocess.STDOUT)
+    channel = grpc.secure_channel("127.0.0.1:50051", tls[1])
     health = health_pb2_grpc.HealthStub(channel)
     deadline = time.monotonic() + sidecar_process.START_TIMEOUT_S
     while True:
@@ -103,11 +123,11 @@ def start_image_sidecar(root, config, log_path):
 
 
 @pytest.fixture(scope="module")
-def image_sidecar(rootfs):
+def image_sidecar(rootfs, tls):
     root, config = rootfs
     assert config["User"] == str(_NONROOT)
     log_path = os.path.join(os.path.dirname(root), "sidecar.log")
-    proc, stub, channel = start_image_sidecar(root, config, log_path)
+    proc, stub, channel = start_image_sidecar(root, config, log_path, tls)
     yield proc, stub, log_path
     channel.close()
     if proc.poll() is None:
@@ -166,7 +186,14 @@ def test_sigterm_exits_zero(image_sidecar):
     assert proc.wait(60) == 0, open(log_path).read()
 
 
-def test_mounted_models_directory_switches_model_at_the_plan_height(image_sidecar, rootfs):
+def test_the_entrypoint_alone_refuses_to_serve_plaintext_on_every_interface(rootfs):
+    argv, env = image_command(*rootfs)
+    r = subprocess.run(argv, env=env, cwd="/", capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "refusing to start: --grpc-addr listens on every interface, not loopback" in r.stderr, r.stderr
+
+
+def test_mounted_models_directory_switches_model_at_the_plan_height(image_sidecar, rootfs, tls):
     """As deploy/docker-compose.yml runs it: the operator's ./models mounted
     read-only over /models, with their plan as /models/plan.json."""
     proc, _, _ = image_sidecar
@@ -181,7 +208,7 @@ def test_mounted_models_directory_switches_model_at_the_plan_height(image_sideca
     sh("mount", "--bind", models, target)
     sh("mount", "-o", "remount,bind,ro", target)
     log_path = os.path.join(os.path.dirname(root), "sidecar-mounted.log")
-    proc, stub, channel = start_image_sidecar(root, config, log_path)
+    proc, stub, channel = start_image_sidecar(root, config, log_path, tls)
     try:
         for block_height, entry, model_dir in ((height - 1, entries[0], "trust_score"),
                                                (height, entries[1], "trust_score_v1_1"),

@@ -83,12 +83,15 @@ class Sidecar:
         launch=None,
         upgrade_plan: str | None = None,
         cwd: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ):
         """`upgrade_plan` serves that plan instead of `model_path`, with `cwd` as working directory;
         `grpc_port`/`metrics_port` reuse given ports (e.g. to restart on the same ones);
         `python_path_first` puts another source tree before ours (benchmarks compare commits);
         `launch(python_args) -> (command, env)` starts the interpreter some other way
-        (the cross-CPU check puts qemu in front of it)."""
+        (the cross-CPU check puts qemu in front of it);
+        `credentials` are the client's for a sidecar serving mutual TLS (its TLS flags go in `args`)."""
+        self.credentials = credentials
         self.dir = tmpdir()
         self.model_path = None if upgrade_plan else model_path or committed_model.copy_model(self.dir)
         self.grpc_port = grpc_port or free_port()
@@ -117,6 +120,8 @@ class Sidecar:
             return f.read()
 
     def channel(self) -> grpc.Channel:
+        if self.credentials:
+            return grpc.secure_channel(self.target, self.credentials)
         return grpc.insecure_channel(self.target)
 
     def metrics(self) -> dict:

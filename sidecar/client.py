@@ -7,6 +7,9 @@
   python -m sidecar.client metrics
   python -m sidecar.client plan [--due-within=BLOCKS]
 
+A sidecar serving mutual TLS needs --cacert (the CA of its certificate),
+--cert and --key (a client certificate its --tls-client-ca-file signed).
+
 `score` and `verify-determinism` take --block-height (the model of that
 height, as the chain node would ask); `verify-determinism` also
 --model-version. Exits 1 on an RPC error, a failed verification, an unhealthy
@@ -24,6 +27,9 @@ from sidecar import duration
 from sidecar import scorer as scorer_lib
 
 flags.DEFINE_string("addr", "localhost:50051", "Sidecar gRPC address.")
+flags.DEFINE_string("cacert", "", "Mutual TLS: PEM file of the CA that signed the sidecar's certificate.")
+flags.DEFINE_string("cert", "", "Mutual TLS: PEM file of the client certificate.")
+flags.DEFINE_string("key", "", "Mutual TLS: PEM file of the client certificate's key.")
 duration.DEFINE_duration("timeout", "5s", "Deadline of the call.")
 flags.DEFINE_string("features-json", None, "score: file holding a JSON list of 768 numbers.")
 flags.DEFINE_string("vector", None, "score: name of a golden vector from the model directory's golden_vectors.json.")
@@ -65,6 +71,20 @@ def _features() -> list[float]:
     return values
 
 
+def _channel(grpc):
+    """A channel to --addr: mutual TLS with --cacert/--cert/--key, plaintext without."""
+    tls = {name: FLAGS[name].value for name in ("cacert", "cert", "key")}
+    if not any(tls.values()):
+        return grpc.insecure_channel(FLAGS.addr)
+    if not all(tls.values()):
+        raise app.UsageError("mutual TLS needs all of --cacert, --cert and --key")
+    pem = {}
+    for name, path in tls.items():
+        with open(scorer_lib.workspace_path(path), "rb") as f:
+            pem[name] = f.read()
+    return grpc.secure_channel(FLAGS.addr, grpc.ssl_channel_credentials(pem["cacert"], pem["key"], pem["cert"]))
+
+
 def main(argv):
     if len(argv) != 2 or argv[1] not in COMMANDS:
         raise app.UsageError(f"give one command: {', '.join(COMMANDS)}")
@@ -98,7 +118,7 @@ def main(argv):
             timeout=FLAGS.timeout,
         ),
     }
-    with grpc.insecure_channel(FLAGS.addr) as channel:
+    with _channel(grpc) as channel:
         try:
             resp = calls[command](pb_grpc.InferenceServiceStub(channel))
         except grpc.RpcError as e:

@@ -24,9 +24,14 @@ from sidecar import plan as plan_lib
 from sidecar import registry as registry_lib
 from sidecar import reject_log
 from sidecar import scorer as scorer_lib
+from sidecar import tls as tls_lib
 
 
-flags.DEFINE_string("grpc-addr", ":50051", "host:port for gRPC; an empty host listens on every interface.")
+flags.DEFINE_string(
+    "grpc-addr", "127.0.0.1:50051",
+    "host:port for gRPC; an empty host listens on every interface. A non-loopback address needs the TLS files "
+    "(--tls-cert-file etc.) or --require-mtls=false.",
+)
 flags.DEFINE_string("metrics-addr", ":9090", "host:port for /metrics and /health; an empty host listens on every interface.")
 flags.DEFINE_string(
     "model-path",
@@ -73,6 +78,7 @@ FLAGS = flags.FLAGS
 # Defined next to the code they configure; listed in --help with the rest.
 flags.adopt_module_key_flags(http_server)
 flags.adopt_module_key_flags(reject_log)
+flags.adopt_module_key_flags(tls_lib)
 
 _ADDRESS = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]*):(?P<port>\d{1,5})$")
 _LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
@@ -173,6 +179,11 @@ def main(argv):
 
     metrics = metrics_lib.Metrics()
     try:
+        tls = tls_lib.from_flags(parse_address(FLAGS["grpc-addr"].value)[0], metrics)
+    except tls_lib.TLSError as e:
+        logging.error("refusing to start: %s", e)
+        return 1
+    try:
         plan = _plan()
         logging.info("veid-sidecar starting: %s", plan.describe_heights())
         registry = registry_lib.Registry(
@@ -205,6 +216,7 @@ def main(argv):
             max_concurrent_rpcs=FLAGS["max-concurrent-rpcs"].value,
             enable_reflection=FLAGS["enable-reflection"].value,
             inject_latency_s=FLAGS["testing-inject-latency"].value,
+            credentials=tls and tls.server_credentials(),
         )
         host, port = parse_address(FLAGS["metrics-addr"].value)
         http = http_server.MetricsServer(
@@ -229,17 +241,25 @@ def main(argv):
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGHUP, lambda signum, frame: registry.request_reload())
+    def on_sighup(signum, frame):  # pylint: disable=unused-argument
+        registry.request_reload()
+        if tls:
+            tls.request_reload()
+
+    signal.signal(signal.SIGHUP, on_sighup)
 
     if FLAGS["testing-inject-latency"].value:
         logging.warning("--testing-inject-latency=%s: every ComputeScore is slowed down; never use this in production",
                         duration.format_seconds(FLAGS["testing-inject-latency"].value))
     http.start()
+    if tls:
+        tls.start()
     lifecycle.set_serving()
     grpc_server.start()
     logging.info(
-        "SERVING inference.v1 on %s (port %d), metrics on %s (port %d), reflection %s",
-        FLAGS["grpc-addr"].value, grpc_port, FLAGS["metrics-addr"].value, http.port,
+        "SERVING inference.v1 on %s (port %d, %s), metrics on %s (port %d), reflection %s",
+        FLAGS["grpc-addr"].value, grpc_port, f"mutual TLS, certificate {tls.fingerprint}" if tls else "plaintext",
+        FLAGS["metrics-addr"].value, http.port,
         "on" if FLAGS["enable-reflection"].value else "off",
     )
 
@@ -254,6 +274,8 @@ def main(argv):
         pass
     http.stop()
     registry.close()
+    if tls:
+        tls.close()
     logging.info("stopped")
     return 0
 

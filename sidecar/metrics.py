@@ -56,6 +56,14 @@ class Metrics:
             "veid_inference_score_distribution", "Scores (0-100) returned by ComputeScore.",
             buckets=SCORE_BUCKETS, registry=r,
         )
+        tls_reloads = prometheus_client.Counter(
+            "veid_tls_reloads", "Re-reads of the TLS files (on change or SIGHUP) by outcome.", ["result"], registry=r
+        )
+        self._tls_reload_ok, self._tls_reload_error = tls_reloads.labels("success"), tls_reloads.labels("error")
+        self._tls_stale = prometheus_client.Gauge(
+            "veid_tls_material_stale",
+            "1 while the TLS files on disk were refused and the previous certificate is still served.", registry=r
+        )
         self._lock = threading.Lock()
         self._ok = 0
         self._failed = 0
@@ -91,6 +99,10 @@ class Metrics:
         be verified (the UpgradeModelNotVerified alert compares against it).
         """
         self.registry.register(_PlanCollector(statuses, highest_height, alert_blocks))
+
+    def record_tls_reload(self, ok: bool) -> None:
+        (self._tls_reload_ok if ok else self._tls_reload_error).inc()
+        self._tls_stale.set(0 if ok else 1)
 
     def set_healthy(self, healthy: bool) -> None:
         self._healthy.set(1 if healthy else 0)

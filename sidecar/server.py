@@ -295,8 +295,11 @@ def build(
     max_concurrent_rpcs: int | None = None,
     enable_reflection: bool = False,
     inject_latency_s: float = 0.0,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.Server, Lifecycle, int]:
-    """Builds and binds (but does not start) the server; returns it, its lifecycle and the bound port."""
+    """Builds and binds (but does not start) the server; returns it, its lifecycle and the bound port.
+
+    With `credentials` (sidecar.tls) the port serves only TLS; without, plaintext."""
     server = grpc.server(
         concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc"),
         maximum_concurrent_rpcs=max_concurrent_rpcs or None,
@@ -319,7 +322,7 @@ def build(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
         )
     try:
-        port = server.add_insecure_port(address)
+        port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
     except RuntimeError as e:
         raise BindError(f"cannot listen on {address}: {e}") from None
     if not port:

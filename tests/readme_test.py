@@ -17,6 +17,7 @@ import shlex
 import shutil
 import subprocess
 
+import grpc
 import pytest
 
 from ops import committed_model
@@ -38,6 +39,7 @@ LAUNCHERS = {
     "//sidecar:model_hash": ("sidecar/model_hash", []),
     "//sidecar:client": ("sidecar/client", []),
     "//ops:cross_cpu": ("ops/cross_cpu", []),
+    "//ops:dev_certs": ("ops/dev_certs", []),
     "//image:digest": ("image/digest", ["--print-only"]),
     "//image:verify": ("image/verify", []),
     "//image:update_digest": ("image/update_digest", ["--write"]),
@@ -102,18 +104,16 @@ def workspace():
     return root
 
 
-@pytest.fixture(scope="module")
-def sidecar(workspace):
-    """The README's `bazel run //sidecar` line on free loopback ports, with --enable-reflection."""
-    (args,) = [a for a in bazel_run_commands("//sidecar") if "--enable-reflection" in a]
+def readme_sidecar(args: list[str], workspace: str, credentials=None):
+    """Runs a README `bazel run //sidecar` line on free loopback ports until the generator is closed."""
     grpc_port, metrics_port = sidecar_process.free_port(), sidecar_process.free_port()
-    args = [a.replace("127.0.0.1:50051", f"127.0.0.1:{grpc_port}").replace("127.0.0.1:9090", f"127.0.0.1:{metrics_port}")
-            for a in args]
+    args = [a.replace("$PWD", workspace).replace("127.0.0.1:50051", f"127.0.0.1:{grpc_port}")
+            .replace("127.0.0.1:9090", f"127.0.0.1:{metrics_port}") for a in args]
     assert f"--grpc-addr=127.0.0.1:{grpc_port}" in args and f"--metrics-addr=127.0.0.1:{metrics_port}" in args, args
     env = {"PATH": "/usr/bin:/bin", "HOME": workspace, "BUILD_WORKSPACE_DIRECTORY": workspace}
     # No --model-path: under `bazel run` it is $BUILD_WORKSPACE_DIRECTORY/models/trust_score.
     s = sidecar_process.Sidecar(
-        grpc_port=grpc_port, metrics_port=metrics_port,
+        grpc_port=grpc_port, metrics_port=metrics_port, credentials=credentials,
         launch=lambda _: (launcher("//sidecar", args), env))
     try:
         s.wait_serving()
@@ -122,12 +122,37 @@ def sidecar(workspace):
         assert s.terminate() == 0, s.log()
 
 
+@pytest.fixture(scope="module")
+def sidecar(workspace):
+    """The README's `bazel run //sidecar` line with --enable-reflection."""
+    (args,) = [a for a in bazel_run_commands("//sidecar") if "--enable-reflection" in a]
+    yield from readme_sidecar(args, workspace)
+
+
+@pytest.fixture(scope="module")
+def tls_sidecar(workspace):
+    """The README's mutual TLS lines: //ops:dev_certs, then the //sidecar line with the TLS files."""
+    (certs_args,) = bazel_run_commands("//ops:dev_certs")
+    out = run("//ops:dev_certs", certs_args, workspace)
+    assert out.returncode == 0, out.stderr
+    (args,) = [a for a in bazel_run_commands("//sidecar") if any(w.startswith("--tls-cert-file=") for w in a)]
+    pem = []
+    for name in ("ca.crt", "client.key", "client.crt"):
+        with open(os.path.join(workspace, certs_args[0], name), "rb") as f:
+            pem.append(f.read())
+    yield from readme_sidecar(args, workspace, grpc.ssl_channel_credentials(*pem))
+
+
+def uses_tls(words: list[str]) -> bool:
+    return any(w.startswith(("-cacert", "--cacert")) for w in words)
+
+
 def grpcurl(words: list[str], sidecar, cwd: str) -> subprocess.CompletedProcess:
     assert words[0] == "grpcurl" and words.count(README_ADDR) == 1, words
     # Flags before the address, as grpcurl requires: the address is followed only
     # by the verb (list, describe) or method and their operands.
     address = words.index(README_ADDR)
-    assert all(w.startswith("-") or words[i - 1] in ("-d", "-import-path", "-proto")
+    assert all(w.startswith("-") or words[i - 1] in ("-d", "-import-path", "-proto", "-cacert", "-cert", "-key")
                for i, w in enumerate(words[1:address], 1)), words
     argv = [GRPCURL] + [sidecar.target if w == README_ADDR else w for w in words[1:]]
     return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=60)
@@ -153,11 +178,11 @@ def test_grpcurl_is_1_8_6():
     assert out.returncode == 0 and "v1.8.6" in out.stdout + out.stderr, out
 
 
-def test_readme_grpcurl_lines(sidecar, workspace):
+def test_readme_grpcurl_lines(sidecar, tls_sidecar, workspace):
     vectors = {v["name"]: v for v in golden.load_vectors(committed_model.MODEL_SRC)}
     seen = set()
     for words in readme_commands("grpcurl"):
-        out = grpcurl(words, sidecar, workspace)
+        out = grpcurl(words, tls_sidecar if uses_tls(words) else sidecar, workspace)
         assert out.returncode == 0, (words, out.stdout, out.stderr)
         verb = words[-1] if words[-1] == "list" else words[-2] if words[-2] == "describe" else words[-1]
         if verb == "list":
@@ -182,15 +207,17 @@ def test_readme_grpcurl_lines(sidecar, workspace):
         elif verb.endswith("/GetModelInfo"):
             assert json.loads(out.stdout)["hash"] == hashing.model_hash(os.path.join(workspace, "models", "trust_score"))
             seen.add("call")
+            seen.add("tls" if uses_tls(words) else "plaintext")
         elif verb.endswith("/Check"):
             assert json.loads(out.stdout) == {"status": "SERVING"}, out.stdout
-    assert seen == {"list", "describe", "call"}
+    assert seen == {"list", "describe", "call", "tls", "plaintext"}
 
 
-def test_readme_client_lines(sidecar, workspace):
+def test_readme_client_lines(sidecar, tls_sidecar, workspace):
     for args in bazel_run_commands("//sidecar:client"):
         args = [a for a in args if not a.startswith("--addr=")]
-        out = run("//sidecar:client", [f"--addr={sidecar.target}", *args], workspace)
+        target = (tls_sidecar if uses_tls(args) else sidecar).target
+        out = run("//sidecar:client", [f"--addr={target}", *args], workspace)
         assert out.returncode == 0, (args, out.stdout, out.stderr)
         json.loads(out.stdout)  # the response, as JSON
 

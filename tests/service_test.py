@@ -44,6 +44,8 @@ FAMILIES = {
     "veid_inference_model_rejections",  # no samples until a plan entry is rejected
     "veid_inference_sidecar_healthy",
     "veid_inference_score_distribution",
+    "veid_tls_reloads",  # exposed as veid_tls_reloads_total; no samples until the TLS files are re-read
+    "veid_tls_material_stale",
 }
 
 
