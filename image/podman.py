@@ -24,6 +24,8 @@ import tempfile
 import time
 import urllib.request
 
+from ops import sidecar_process
+
 _SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 CONTAINERS_CONF = """[containers]
 default_ulimits = []
@@ -148,11 +150,5 @@ class Registry:
             time.sleep(0.2)
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        sidecar_process.end_process(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)
