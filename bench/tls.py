@@ -8,7 +8,6 @@ connection (what the chain node pays per block), and a new connection's first
 call (its handshake: TCP + TLS 1.3 with both certificates + HTTP/2 setup).
 """
 
-import os
 import time
 
 import grpc

@@ -29,6 +29,17 @@ def test_alert_rules_are_valid():
     assert "5 rules found" in r.stdout
 
 
+def test_scrape_config_is_valid_and_names_the_alerts_job():
+    r = promtool("check", "config", "prometheus.yml")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "SUCCESS: 1 rule files found" in r.stdout, r.stdout
+    with open("deploy/prometheus/prometheus.yml") as f:
+        jobs = re.findall(r"job_name: (\S+)", f.read())
+    with open(_ALERTS) as f:
+        selected = set(re.findall(r'job="([^"]+)"', f.read()))
+    assert jobs == ["inference-sidecar"] and selected == set(jobs), (jobs, selected)
+
+
 def test_alert_rules_fire_on_the_series_they_watch():
     r = promtool("test", "rules", "alerts_test.yml")
     assert r.returncode == 0, r.stdout + r.stderr

@@ -87,10 +87,13 @@ def command_args(svc):
     return list(svc.get("command", []))
 
 
-def run_flags(svc, host_ports, compose_dir=os.path.dirname(COMPOSE_FILE)):
-    """`podman run` flags for the service; `host_ports` maps each container port
-    to the (free) host port to publish it on, on the compose file's address;
-    relative volume sources are relative to `compose_dir`, as Compose reads them."""
+def run_flags(svc, host_ports, compose_dir=os.path.dirname(COMPOSE_FILE), health=True):
+    """`podman run` (and `docker run`) flags for the service; `host_ports` maps
+    each container port to the (free) host port to publish it on, on the compose
+    file's address; relative volume sources are relative to `compose_dir`, as
+    Compose reads them. `health=False` leaves the healthcheck out: `docker run
+    --health-cmd` is always run by a shell (CMD-SHELL), which the image lacks;
+    only a compose file (or a Dockerfile) gives Docker the exec form."""
     unknown = set(svc) - set(_NOT_RUN_FLAGS) - {"ports", "read_only", "tmpfs", "user", "cap_drop", "security_opt",
                                                    "deploy", "restart", "volumes"}
     if unknown:
@@ -108,7 +111,22 @@ def run_flags(svc, host_ports, compose_dir=os.path.dirname(COMPOSE_FILE)):
     limits = svc["deploy"]["resources"]["limits"]
     flags += [f"--cpus={limits['cpus']}", f"--memory={limits['memory']}"]
     flags.append(f"--restart={svc['restart']}")
-    return flags + health_flags(svc)
+    return flags + (health_flags(svc) if health else [])
+
+
+def assert_process_as_configured(pid, svc):
+    """The running container process `pid` has the compose file's user, no
+    capabilities at all (cap_drop: [ALL]) and no_new_privs, read from the
+    kernel (/proc/PID/status), not from what the engine says it applied."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        status = dict(line.split(":", 1) for line in f.read().splitlines())
+    uid, gid = svc["user"].split(":")
+    assert status["Uid"].split() == [uid] * 4 and status["Gid"].split() == [gid] * 4, (status["Uid"], status["Gid"])
+    assert svc["cap_drop"] == ["ALL"], svc["cap_drop"]
+    caps = {k: int(status[k], 16) for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")}
+    assert not any(caps.values()), caps
+    assert "no-new-privileges:true" in svc["security_opt"], svc["security_opt"]
+    assert status["NoNewPrivs"].strip() == "1"
 
 
 def memory_limit_bytes(svc):

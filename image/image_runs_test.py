@@ -24,6 +24,7 @@ from grpc_health.v1 import health_pb2
 from grpc_health.v1 import health_pb2_grpc
 
 from image import assemble
+from image.engine_fixtures import native  # noqa: F401 (fixture)
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
 from ops import committed_model
@@ -132,15 +133,6 @@ def image_sidecar(rootfs, tls):
     channel.close()
     if proc.poll() is None:
         proc.kill()
-
-
-@pytest.fixture(scope="module")
-def native():
-    # The same sidecar `bazel run //sidecar` starts, from this checkout.
-    s = sidecar_process.start()
-    with s.channel() as channel:
-        yield pb_grpc.InferenceServiceStub(channel)
-    s.terminate()
 
 
 @pytest.fixture(scope="module")

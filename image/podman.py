@@ -24,6 +24,8 @@ import tempfile
 import time
 import urllib.request
 
+from ops import sidecar_process
+
 _SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 CONTAINERS_CONF = """[containers]
 default_ulimits = []
@@ -59,16 +61,8 @@ def unavailable_reason():
 def skip_unless_available(what):
     """In a pytest module: skip where podman cannot run, fail under CI=true
     (CI installs everything it needs)."""
-    import pytest  # pylint: disable=import-outside-toplevel
-    require(pytest, unavailable_reason(), what)
-
-
-def require(pytest, reason, what="the engine tests"):
-    """With a reason the test cannot run here: a skip, but a failure under CI=true (CI installs it all)."""
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run {what}: {reason}")
-        pytest.skip(reason)
+    from image import engine_fixtures  # pylint: disable=import-outside-toplevel
+    engine_fixtures.require(unavailable_reason(), what)
 
 
 def registry_missing():
@@ -173,11 +167,5 @@ class Registry:
             time.sleep(0.2)
 
     def close(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        sidecar_process.end_process(self.proc)
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -19,6 +19,7 @@ import time
 import grpc
 import pytest
 
+from image import engine_fixtures
 from image import podman
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
@@ -34,7 +35,7 @@ VERSION, HEIGHT = "v1.1.0", 5000
 
 @pytest.fixture(scope="module", autouse=True)
 def engine_available():
-    podman.require(pytest, podman.unavailable_reason())
+    engine_fixtures.require(podman.unavailable_reason(), "the engine tests")
 
 
 @pytest.fixture(scope="module")

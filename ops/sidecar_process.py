@@ -69,6 +69,18 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, str, bytes]:
         return e.code, e.headers.get("Content-Type", ""), e.read()
 
 
+def end_process(proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """SIGTERM, and SIGKILL if `proc` (a helper: registry, dockerd,
+    Prometheus) has not exited within `timeout`."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class Sidecar:
     """One sidecar process; use start() to get one that is already SERVING."""
 

@@ -25,6 +25,7 @@ import time
 
 import pytest
 
+from image import engine_fixtures
 from image import podman
 from inference.v1 import inference_pb2 as pb
 from inference.v1 import inference_pb2_grpc as pb_grpc
@@ -82,7 +83,7 @@ def snapshot(models):
 
 @pytest.fixture(scope="module")
 def registry(work):
-    podman.require(pytest, podman.registry_missing())
+    engine_fixtures.require(podman.registry_missing(), "the model distribution tests")
     r = podman.Registry(work)
     yield r
     r.close()
