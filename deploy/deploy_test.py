@@ -90,7 +90,9 @@ def live_upgrade_sidecar():
         json.dump(plan, f)
     with sidecar_process.serving(upgrade_plan=os.path.join("models", "plan.alerts.json"), cwd=work) as s:
         deadline = time.monotonic() + 120
-        while "state=\"rejected\"" not in sidecar_process.http_get(s.metrics_url + "/metrics")[2].decode():
+        version = re.escape(plan["entries"][1]["version"])
+        rejected = re.compile(rf'^veid_inference_model_rejections_total\{{[^}}]*version="{version}"', re.M)
+        while not rejected.search(sidecar_process.http_get(s.metrics_url + "/metrics")[2].decode()):
             assert time.monotonic() < deadline, s.log()[-4000:]
             time.sleep(0.2)
         yield s, plan
