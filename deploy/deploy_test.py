@@ -1,12 +1,22 @@
 """The deploy files work against what the sidecar and the image really are."""
 
+import json
 import os
 import re
 import shutil
 import subprocess
+import time
 
+import grpc
 import pytest
+import yaml
 from prometheus_client import exposition
+from prometheus_client.parser import text_string_to_metric_families
+
+from inference.v1 import inference_pb2 as pb
+from inference.v1 import inference_pb2_grpc as pb_grpc
+from ops import committed_model
+from ops import sidecar_process
 
 from sidecar import metrics as metrics_lib
 from sidecar import plan as plan_lib
@@ -56,6 +66,83 @@ def test_alerts_use_only_exported_series():
         used = set(re.findall(r"veid_\w+", f.read()))
     assert used, "no sidecar series in the alert rules"
     assert used <= series, f"alert rules use series the sidecar does not export: {sorted(used - series)}"
+
+
+def alert_exprs():
+    with open(_ALERTS, encoding="utf-8") as f:
+        return {r["alert"]: r["expr"] for g in yaml.safe_load(f)["groups"] for r in g["rules"]}
+
+
+def input_series(text: str, instance: str) -> list[dict]:
+    """promtool input series from a real /metrics page: each sample with its
+    labels as scraped (plus job and instance, as Prometheus adds them);
+    counters grow by their scraped value every minute, gauges stay."""
+    series = []
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.endswith("_created"):
+                continue
+            labels = dict(sample.labels, job="sidecar", instance=instance)
+            selector = sample.name + "{" + ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(labels.items())) + "}"
+            grows = family.type in ("counter", "histogram")
+            series.append({"series": selector, "values": f"0+{sample.value!r}x30" if grows else f"{sample.value!r}x30"})
+    return series
+
+
+@pytest.fixture(scope="module")
+def live_upgrade_sidecar():
+    """A sidecar on the example plan whose v1.1.0 entry expects a hash its files do not have (rejected)."""
+    work = sidecar_process.tmpdir("deploy-")
+    models = committed_model.copy_models(work)
+    with open(os.path.join(models, "plan.example.json"), encoding="utf-8") as f:
+        plan = json.load(f)
+    plan["entries"][1]["expected_hash"] = "f" * 64
+    with open(os.path.join(models, "plan.alerts.json"), "w", encoding="utf-8") as f:
+        json.dump(plan, f)
+    with sidecar_process.serving(upgrade_plan=os.path.join("models", "plan.alerts.json"), cwd=work) as s:
+        deadline = time.monotonic() + 120
+        version = re.escape(plan["entries"][1]["version"])
+        rejected = re.compile(rf'^veid_inference_model_rejections_total\{{[^}}]*version="{version}"', re.M)
+        while not rejected.search(sidecar_process.http_get(s.metrics_url + "/metrics")[2].decode()):
+            assert time.monotonic() < deadline, s.log()[-4000:]
+            time.sleep(0.2)
+        yield s, plan
+
+
+def test_alerts_select_the_label_values_a_running_sidecar_exports(live_upgrade_sidecar, tmp_path):
+    sidecar, plan = live_upgrade_sidecar
+    (_, upgrade) = plan["entries"]
+    height = upgrade["activation_height"] - 10  # within --upgrade-alert-blocks (100) of the rejected entry
+    with sidecar.channel() as ch:
+        stub = pb_grpc.InferenceServiceStub(ch)
+        meta = pb.InferenceMetadata(block_height=height)
+        stub.ComputeScore(pb.ComputeScoreRequest(features=[0.0] * 768, metadata=meta), timeout=30)
+        with pytest.raises(grpc.RpcError) as bad:
+            stub.ComputeScore(pb.ComputeScoreRequest(features=[0.0] * 3, metadata=meta), timeout=30)
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    page = sidecar_process.http_get(sidecar.metrics_url + "/metrics")[2].decode()
+    exprs = alert_exprs()
+    # Each alert's own expression over the series this sidecar exports: the
+    # error ratio (1 of 2 calls), the rejected entry due in 10 blocks named by
+    # the plan's version and hash; the healthy sidecar and its fast calls quiet.
+    tests = [
+        ("VeidInferenceErrorRateHigh", [{"labels": '{instance="live"}', "value": 0.5}]),
+        ("VeidUpgradeModelNotVerified", [{"labels": "{" + ", ".join([
+            f'hash="{upgrade["expected_hash"]}"', 'instance="live"', 'job="sidecar"', 'state="rejected"',
+            f'version="{upgrade["version"]}"']) + "}", "value": 10}]),
+        ("VeidSidecarUnhealthy", []),
+        ("VeidInferenceLatencyP99High", []),
+    ]
+    assert sorted(name for name, _ in tests) == sorted(exprs)
+    spec = {"rule_files": [os.path.abspath(_ALERTS)], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": input_series(page, "live"),
+        "promql_expr_test": [{"expr": exprs[name], "eval_time": "10m", "exp_samples": want} for name, want in tests],
+    }]}
+    path = tmp_path / "live_test.yml"
+    path.write_text(json.dumps(spec, indent=1))  # JSON is YAML
+    r = promtool("test", "rules", str(path))
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 @pytest.mark.parametrize("path", _PINNED)

@@ -45,8 +45,23 @@ class HalfRequests:
                 s.close()
                 continue
             except OSError:
-                self.cut += 1
+                self.cut += 1  # not held: the server has closed it
+                s.close()
+                continue
             self.socks.append(s)
+
+    def open_at_server(self) -> int:
+        """How many of the held connections the server still has open (no EOF or reset on our side yet)."""
+        n = 0
+        for s in self.socks:
+            s.setblocking(False)  # a socket with a timeout would wait out EAGAIN
+            try:
+                n += s.recv(1, socket.MSG_PEEK) != b""  # an early answer: open
+            except (BlockingIOError, InterruptedError):
+                n += 1
+            except OSError:
+                pass  # reset
+        return n
 
     def close(self) -> None:
         for s in self.socks:

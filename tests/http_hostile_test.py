@@ -2,8 +2,11 @@
 
 Before the bounded server, 3,000 such connections gave the sidecar 3,000
 threads, 63,000 lines of BrokenPipeError tracebacks when they closed, and a
-/health that did not answer within 5 s. Here: /health answers within
-Kubernetes' default 1 s probe timeout while they are held and right after,
+/health that did not answer within 5 s. Here, with --metrics-max-connections
+well below 5,000: the sidecar holds at most that many of them open (the client
+sees the rest closed, the sidecar's descriptor count says the same), /health
+answers within Kubernetes' default 1 s probe timeout while they are held and
+right after,
 the thread count does not move, RSS grows by less than 50 MB, the log gains a
 handful of lines and no traceback, and /metrics is still Prometheus' text
 format with its exact content type.
@@ -20,6 +23,10 @@ from ops import sidecar_process
 from tests import hostile_http
 
 HOSTILE = 5000
+# The cap under test, well below HOSTILE; a read timeout longer than the test,
+# so that only the cap can be what closes the hostile connections.
+MAX_CONNECTIONS = 200
+FD_SLACK = 10  # the sidecar's own descriptors may move a little (a probe, a log rotation)
 PROBE_TIMEOUT_S = 1.0  # Kubernetes' default timeoutSeconds for a probe
 PROBES = 10
 
@@ -27,7 +34,7 @@ PROBES = 10
 @pytest.fixture(scope="module")
 def sidecar():
     hostile_http.raise_nofile(HOSTILE + 1000)
-    with sidecar_process.serving() as s:
+    with sidecar_process.serving(f"--metrics-max-connections={MAX_CONNECTIONS}", "--metrics-read-timeout=600s") as s:
         yield s
 
 
@@ -66,11 +73,18 @@ def test_5000_idle_half_requests(sidecar):
         opened = time.monotonic() - t0
         assert len(hostile.socks) == HOSTILE, (hostile.refused, hostile.cut)
         during = snapshot(sidecar, "with 5000 half-requests held")
+        held = hostile.open_at_server()
+        during["open_at_server"] = held
+        # The cap is what bounds the server: it holds about MAX_CONNECTIONS of
+        # them (the probes just now took a few slots) and has closed the rest.
+        assert MAX_CONNECTIONS - PROBES - 2 <= held <= MAX_CONNECTIONS, during
+        assert during["fds"] - before["fds"] <= MAX_CONNECTIONS + FD_SLACK, (before, during)
         families = scrape(sidecar)
         assert families["veid_inference_sidecar_healthy"].samples[0].value == 1
     after_close = snapshot(sidecar, "right after they closed")
     rows = [before, during, after_close]
     print(json.dumps({"opened_s": opened, "rows": rows}, indent=1))
+    assert after_close["fds"] - before["fds"] <= FD_SLACK, rows
     for row in rows[1:]:
         assert row["threads"] <= before["threads"] + 2, rows  # the reject-log timer may be one
         assert row["rss_mb"] - before["rss_mb"] < 50, rows

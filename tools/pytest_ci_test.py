@@ -60,5 +60,11 @@ def test_a_failure_stays_a_failure_under_ci():
     assert out.returncode == 1, out.stdout
 
 
+def test_this_pytest_test_target_loads_the_plugin(pytestconfig):
+    # tools/pytest.bzl's PYTEST_ADDOPTS is what loads it into every pytest_test
+    # target; the subprocesses above load it themselves.
+    assert pytestconfig.pluginmanager.has_plugin("tools.pytest_ci"), os.environ.get("PYTEST_ADDOPTS")
+
+
 if __name__ == "__main__":
     raise SystemExit(pytest.main([__file__]))

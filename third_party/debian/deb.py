@@ -41,7 +41,10 @@ def _member_tar(path: str, member: str) -> tarfile.TarFile:
                 if name.endswith(".zst"):
                     raise DebError(f"{name} is zstd-compressed, which this reader does not support "
                                    "(Debian 12 packages use xz)")
-                return tarfile.open(fileobj=io.BytesIO(body), mode="r:*")
+                # Member names as UTF-8 whatever the builder's locale (tarfile's
+                # default is the file system encoding: ASCII in a C locale).
+                return tarfile.open(fileobj=io.BytesIO(body), mode="r:*", encoding="utf-8",
+                                    errors="surrogateescape")
     except DebError as e:
         raise DebError(f"{path}: {e}") from None
     raise DebError(f"{path}: no {member}.tar member")

@@ -32,6 +32,7 @@ _RUNFILES = os.path.join(os.environ["TEST_SRCDIR"], "veid_sidecar")
 _HERE = os.path.join(_RUNFILES, "third_party", "mirror")
 _DIGEST = os.path.join(_RUNFILES, "image", "DIGEST")
 _SBOM_DIGEST = os.path.join(_RUNFILES, "image", "SBOM_DIGEST")
+_IMAGE_JSON = os.path.join(_RUNFILES, "image", "image.json")
 _NIX_CONFIG = """experimental-features = nix-command flakes
 build-users-group =
 substituters =
@@ -180,7 +181,13 @@ def test_offline_rebuild_from_the_mirror_gives_the_digest(work, mirror):
     # what the mirror served.
     wheels = {e["sha256"] for e in index["files"] if e["kind"] == "wheel"}
     debs = {e["sha256"] for e in index["files"] if e["kind"] == "deb"}
-    assert set(os.listdir(os.path.join(env["VEID_WHEELHOUSE"], "sha256"))) <= wheels
+    with open(_IMAGE_JSON, encoding="utf-8") as f:
+        runtime = {sbom.canonical(name) for name in json.load(f)["python_runtime"]}
+    # At least the wheels the image's python layer was built from.
+    image_wheels = {e["sha256"] for e in index["files"]
+                    if e["kind"] == "wheel" and sbom.canonical(e["name"]) in runtime}
+    assert len(image_wheels) == len(runtime), sorted(runtime)
+    assert image_wheels <= set(os.listdir(os.path.join(env["VEID_WHEELHOUSE"], "sha256"))) <= wheels
     assert set(os.listdir(os.path.join(env["VEID_DEB_CACHE"], "sha256"))) == debs
 
 
@@ -204,7 +211,9 @@ def test_flipped_byte_in_the_mirror_stops_bazel(work, mirror):
     # from an empty repository cache, offline.
     env = _env(work, bad_dir)
     env["REPOSITORY_CACHE"] = os.path.join(work, "repository-cache-grpcurl")
-    out, _ = _bazel(work, src, env, "fetch", "@grpcurl//...").communicate()
+    proc = _bazel(work, src, env, "fetch", "@grpcurl//...")
+    out, _ = proc.communicate()
+    assert proc.returncode != 0, out[-4000:]
     assert "fetch of repository 'grpcurl'" in out and "Checksum was" in out, out[-4000:]
 
     env["VEID_MIRRORS"] = mirror_dir
