@@ -25,7 +25,7 @@ def promtool(*args):
 def test_alert_rules_are_valid():
     r = promtool("check", "rules", "alerts.yml")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "4 rules found" in r.stdout
+    assert "5 rules found" in r.stdout
 
 
 def test_alert_rules_fire_on_the_series_they_watch():
