@@ -12,6 +12,21 @@ import signal
 import threading
 import time
 
+_HUP_DURING_START_UP = threading.Event()
+
+
+def _defer_hup(signum, frame):  # pylint: disable=unused-argument
+    # SIGHUP's default action ends the process: a reloader or an operator
+    # following the runbook during the seconds of start-up would take the
+    # sidecar down. The plan is re-read once start-up is done instead.
+    _HUP_DURING_START_UP.set()
+
+
+if __name__ == "__main__":
+    # Before the imports below (numpy, gRPC, ...): seconds on a busy machine.
+    signal.signal(signal.SIGHUP, _defer_hup)
+
+# pylint: disable=wrong-import-position
 from absl import app
 from absl import flags
 from absl import logging
@@ -177,18 +192,7 @@ def _stop_during_start_up(signum, frame):  # pylint: disable=unused-argument
     raise SystemExit(0)
 
 
-_HUP_DURING_START_UP = threading.Event()
-
-
-def _defer_hup(signum, frame):  # pylint: disable=unused-argument
-    # SIGHUP's default action ends the process: a reloader or an operator
-    # following the runbook during the seconds of start-up would take the
-    # sidecar down. The plan is re-read once start-up is done instead.
-    _HUP_DURING_START_UP.set()
-
-
 def main(argv):
-    signal.signal(signal.SIGHUP, _defer_hup)
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(_LOG_LEVELS[FLAGS["log-level"].value])
@@ -295,5 +299,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGHUP, _defer_hup)  # before absl parses flags, as early as this module can
     app.run(main)
