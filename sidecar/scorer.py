@@ -134,6 +134,7 @@ class Scorer:
         # model_path meanwhile. Messages name model_path, not the copy.
         try:
             with hashing.private_copy(model_path) as snapshot:
+                logging.info("start-up: copied %s to %s; the checks below read the copy", model_path, snapshot)
                 try:
                     scorer = cls._load_verified(snapshot, expected_hash, expected_version)
                 except ScorerError as e:
