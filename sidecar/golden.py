@@ -38,7 +38,10 @@ def vector_record(name: str, values: np.ndarray, raw: np.float32, without: dict[
 
 def load_vectors(model_dir: str, file_name: str = GOLDEN_FILE) -> list[dict[str, Any]]:
     with open(os.path.join(model_dir, file_name), encoding="utf-8") as f:
-        return json.load(f)["vectors"]
+        vectors = json.load(f)["vectors"]
+    if not isinstance(vectors, list) or not all(isinstance(v, dict) for v in vectors):
+        raise ValueError(f"{file_name}: \"vectors\" must be a list of objects")
+    return vectors
 
 
 def check_all(model, vectors: list[dict[str, Any]] | None = None) -> list[str]:

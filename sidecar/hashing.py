@@ -21,8 +21,13 @@ hash). Manifest = b"veid-model-manifest-v1\\n" then, per file sorted by the
 bytes of its relative POSIX path: u64be(len(path)) path u64be(size)
 sha256(content). Lengths make the encoding unambiguous, so renaming a file or
 moving bytes between files changes the hash. Only files are covered; empty
-directories (which git cannot carry anyway) are ignored. Symlinks anywhere
-below the root, special files and non-canonical paths are refused.
+directories (which git cannot carry anyway) are ignored. Symlinks (the root
+itself included), special files and non-canonical paths are refused.
+
+private_copy() copies a model directory into a private one, refusing the same
+things, so that the bytes hashed are the bytes TensorFlow later reads: a
+symlink flip or an in-place rsync of the original cannot change them between
+the hash and the load.
 
 Operators arrive with other hashes of a model: the seed's guide had them run
 `sha256sum saved_model.pb` (the graph alone, without the weights) and
@@ -32,6 +37,7 @@ names, so renaming or moving bytes between files goes unnoticed).
 points to model_hash, which pins every file and its name.
 """
 
+import contextlib
 import hashlib
 import math
 import os
@@ -39,7 +45,8 @@ import re
 import stat
 import struct
 import sys
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -110,14 +117,21 @@ def float32_from_hex(text: str) -> np.float32:
 
 def list_model_files(model_dir: str) -> list[str]:
     """Relative POSIX paths of every regular file, sorted by bytes; refuses links."""
-    root = os.path.realpath(model_dir)
-    st = os.lstat(root)
-    if not stat.S_ISDIR(st.st_mode):
-        raise ModelHashError(f"model path {model_dir} is not a directory")
+    root = _root(model_dir)
     found: list[str] = []
     _walk(root, "", found)
     found.sort(key=os.fsencode)
     return found
+
+
+def _root(model_dir: str) -> str:
+    """The directory to read; refuses a root that is a symlink (a flip would swap every file at once)."""
+    st = os.lstat(model_dir.rstrip("/") or "/")
+    if stat.S_ISLNK(st.st_mode):
+        raise ModelHashError(f"model path {model_dir} is a symlink; name the directory itself")
+    if not stat.S_ISDIR(st.st_mode):
+        raise ModelHashError(f"model path {model_dir} is not a directory")
+    return os.path.realpath(model_dir)
 
 
 def _walk(root: str, rel: str, found: list[str]) -> None:
@@ -140,7 +154,8 @@ def _walk(root: str, rel: str, found: list[str]) -> None:
             raise ModelHashError(f"refusing special file in model directory: {child}")
 
 
-def _file_digest(root: str, rel: str) -> tuple[int, bytes]:
+@contextlib.contextmanager
+def _open_regular(root: str, rel: str):
     # O_NOFOLLOW plus fstat: a file swapped for a symlink after listing is refused.
     try:
         fd = os.open(os.path.join(root, rel), os.O_RDONLY | os.O_NOFOLLOW)
@@ -149,6 +164,11 @@ def _file_digest(root: str, rel: str) -> tuple[int, bytes]:
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
             raise ModelHashError(f"refusing non-regular file in model directory: {rel}")
+        yield f
+
+
+def _file_digest(root: str, rel: str) -> tuple[int, bytes]:
+    with _open_regular(root, rel) as f:
         h = hashlib.sha256()
         size = 0
         while chunk := f.read(_CHUNK):
@@ -157,8 +177,26 @@ def _file_digest(root: str, rel: str) -> tuple[int, bytes]:
     return size, h.digest()
 
 
+@contextlib.contextmanager
+def private_copy(model_dir: str) -> Iterator[str]:
+    """A copy of the model directory (export_metadata.json included) in a new 0700
+    temporary directory, removed on exit; refuses what the model hash refuses."""
+    root = _root(model_dir)
+    with tempfile.TemporaryDirectory(prefix="veid-model-") as dest:
+        names = list_model_files(model_dir)
+        if os.path.lexists(os.path.join(root, METADATA_FILE)):
+            names.append(METADATA_FILE)
+        for rel in names:
+            target = os.path.join(dest, *rel.split("/"))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with _open_regular(root, rel) as src, open(target, "xb") as out:
+                while chunk := src.read(_CHUNK):
+                    out.write(chunk)
+        yield dest
+
+
 def model_manifest(model_dir: str) -> bytes:
-    root = os.path.realpath(model_dir)
+    root = _root(model_dir)
     parts = [MANIFEST_HEADER]
     for rel in list_model_files(model_dir):
         name = os.fsencode(rel)

@@ -173,6 +173,33 @@ class TestModelHash:
         with pytest.raises(hashing.ModelHashError, match="special file.*fifo"):
             hashing.model_hash(model_dir)
 
+    def test_symlinked_root_refused(self, model_dir, tmp_path):
+        link = str(tmp_path / "current")
+        os.symlink(model_dir, link)
+        for path in (link, link + "/"):
+            with pytest.raises(hashing.ModelHashError, match="is a symlink"):
+                hashing.model_hash(path)
+            with pytest.raises(hashing.ModelHashError, match="is a symlink"):
+                with hashing.private_copy(path):
+                    pass
+
+    def test_private_copy_holds_the_hashed_bytes_whatever_happens_to_the_original(self, model_dir):
+        _write(model_dir, hashing.METADATA_FILE, b"{}")
+        want = hashing.model_hash(model_dir)
+        with hashing.private_copy(model_dir) as copy:
+            assert os.stat(copy).st_mode & 0o777 == 0o700
+            assert hashing.model_hash(copy) == want
+            assert os.path.isfile(os.path.join(copy, hashing.METADATA_FILE))
+            _write(model_dir, "saved_model.pb", b"rsynced in place")  # the original changes mid-load
+            assert hashing.model_hash(copy) == want
+        assert not os.path.exists(copy)
+
+    def test_private_copy_refuses_symlinks(self, model_dir):
+        os.symlink(os.path.join(model_dir, "saved_model.pb"), os.path.join(model_dir, "link.pb"))
+        with pytest.raises(hashing.ModelHashError, match="symlink.*link.pb"):
+            with hashing.private_copy(model_dir):
+                pass
+
     def test_not_a_directory(self, model_dir):
         with pytest.raises(hashing.ModelHashError, match="not a directory"):
             hashing.model_hash(os.path.join(model_dir, "saved_model.pb"))

@@ -13,6 +13,21 @@ import sys
 import threading
 import time
 
+_HUP_DURING_START_UP = threading.Event()
+
+
+def _defer_hup(signum, frame):  # pylint: disable=unused-argument
+    # SIGHUP's default action ends the process: a reloader or an operator
+    # following the runbook during the seconds of start-up would take the
+    # sidecar down. The plan is re-read once start-up is done instead.
+    _HUP_DURING_START_UP.set()
+
+
+if __name__ == "__main__":
+    # Before the imports below (numpy, gRPC, ...): seconds on a busy machine.
+    signal.signal(signal.SIGHUP, _defer_hup)
+
+# pylint: disable=wrong-import-position
 from absl import app
 from absl import flags
 from absl import logging
@@ -54,6 +69,22 @@ flags.DEFINE_integer(
     "Unload a model once its successor has been active for this many blocks (a replay loads it again).",
 )
 flags.DEFINE_integer("max-loaded-models", registry_lib.DEFAULT_MAX_LOADED, "Upper bound on models loaded at once.")
+flags.DEFINE_integer(
+    "start-height", -1,
+    "Block height the chain node is at (or will ask for first). Its model is loaded and self-checked before serving, "
+    "and the sidecar refuses to start if it fails; other entries that fail are only rejected. It also anchors "
+    "--max-blocks-ahead before the first request. -1: unknown; the newest entry that verifies is loaded first.",
+)
+flags.DEFINE_integer(
+    "max-blocks-ahead", registry_lib.DEFAULT_MAX_BLOCKS_AHEAD,
+    "A ComputeScore more than this many blocks above the highest height served (or --start-height) gets "
+    "OUT_OF_RANGE, so one request cannot move the heights a plan change may no longer rewrite.",
+)
+duration.DEFINE_duration(
+    "model-idle-time", f"{registry_lib.DEFAULT_IDLE_S:g}s",
+    f"A model that served a request this recently (or within the last {registry_lib.DEFAULT_IDLE_REQUESTS} "
+    "requests) is in use: it is neither retired nor unloaded for staging.",
+)
 flags.DEFINE_integer(
     "upgrade-alert-blocks", 100,
     "Published on /metrics: how many blocks before its activation a plan entry must be verified.",
@@ -121,6 +152,9 @@ flags.register_validator("plan-poll-interval", lambda v: v > 0, "must be positiv
 flags.register_validator("retire-after-blocks", lambda v: v >= 0, "must be >= 0")
 flags.register_validator("max-loaded-models", lambda v: 1 <= v <= 16, "must be between 1 and 16")
 flags.register_validator("upgrade-alert-blocks", lambda v: v >= 0, "must be >= 0")
+flags.register_validator("start-height", lambda v: -1 <= v <= plan_lib.MAX_HEIGHT, "must be -1 (unknown) or a height")
+flags.register_validator("max-blocks-ahead", lambda v: v >= 0, "must be >= 0")
+flags.register_validator("model-idle-time", lambda v: v >= 0, "must be >= 0")
 
 
 def _grpc_address(text: str) -> str:
@@ -192,6 +226,9 @@ def main(argv):
             retire_after_blocks=FLAGS["retire-after-blocks"].value,
             poll_s=FLAGS["plan-poll-interval"].value,
             observer=metrics,
+            start_height=FLAGS["start-height"].value,
+            max_blocks_ahead=FLAGS["max-blocks-ahead"].value,
+            idle_s=FLAGS["model-idle-time"].value,
         )
         registry.start()
     except (plan_lib.PlanError, scorer_lib.ScorerError) as e:
@@ -203,7 +240,8 @@ def main(argv):
     logging.info("self-check passed: %s", ", ".join(f"{s.model_version} hash {s.model_hash}"
                                                     for s in registry.loaded_scorers()))
     _freeze_startup_heap()
-    metrics.watch_plan(registry.statuses, lambda: registry.highest_height, FLAGS["upgrade-alert-blocks"].value)
+    metrics.watch_plan(registry.statuses, lambda: registry.highest_height, FLAGS["upgrade-alert-blocks"].value,
+                       lambda: bool(registry.plan_error))
 
     try:
         grpc_server, lifecycle, grpc_port = server_lib.build(
@@ -247,6 +285,9 @@ def main(argv):
             tls.request_reload()
 
     signal.signal(signal.SIGHUP, on_sighup)
+    if _HUP_DURING_START_UP.is_set():
+        logging.info("received SIGHUP during start-up: re-reading the upgrade plan now")
+        on_sighup(signal.SIGHUP, None)
 
     if FLAGS["testing-inject-latency"].value:
         logging.warning("--testing-inject-latency=%s: every ComputeScore is slowed down; never use this in production",

@@ -90,15 +90,16 @@ class Metrics:
     def record_rejection(self, version: str, reason: str) -> None:
         self._rejections.labels(version=version, reason=reason).inc()
 
-    def watch_plan(self, statuses, highest_height, alert_blocks: int) -> None:
+    def watch_plan(self, statuses, highest_height, alert_blocks: int, plan_refused=lambda: False) -> None:
         """Publishes the upgrade plan's entries at every scrape.
 
         `statuses()` returns sidecar.registry.EntryStatus values and
         `highest_height()` the highest block height requested (-1 before any);
         `alert_blocks` is how many blocks before its activation an entry must
-        be verified (the UpgradeModelNotVerified alert compares against it).
+        be verified (the UpgradeModelNotVerified alert compares against it);
+        `plan_refused()` is true while the plan file on disk was refused.
         """
-        self.registry.register(_PlanCollector(statuses, highest_height, alert_blocks))
+        self.registry.register(_PlanCollector(statuses, highest_height, alert_blocks, plan_refused))
 
     def record_tls_reload(self, ok: bool) -> None:
         (self._tls_reload_ok if ok else self._tls_reload_error).inc()
@@ -137,10 +138,11 @@ class Metrics:
 class _PlanCollector:
     """Reads the plan at scrape time, so /metrics can never lag behind a state change."""
 
-    def __init__(self, statuses, highest_height, alert_blocks: int):
+    def __init__(self, statuses, highest_height, alert_blocks: int, plan_refused):
         self._statuses = statuses
         self._highest = highest_height
         self._alert_blocks = alert_blocks
+        self._plan_refused = plan_refused
 
     def collect(self):
         info = GaugeMetricFamily(
@@ -165,6 +167,11 @@ class _PlanCollector:
             "veid_inference_upgrade_alert_blocks",
             "Blocks before activation by which an upgrade-plan entry must be verified (--upgrade-alert-blocks).",
             value=self._alert_blocks,
+        )
+        yield GaugeMetricFamily(
+            "veid_inference_upgrade_plan_refused",
+            "1 while the upgrade plan file on disk is refused and the previous plan stays in force, else 0.",
+            value=1 if self._plan_refused() else 0,
         )
 
 

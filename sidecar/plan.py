@@ -25,6 +25,8 @@ import re
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 _ENTRY_KEYS = {"version", "path", "expected_hash", "activation_height"}
 _TOP_KEYS = {"entries", "comment"}
+# Heights travel as int64 (inference.v1's block_height, activation_height).
+MAX_HEIGHT = 2**63 - 1
 
 
 class PlanError(ValueError):
@@ -117,8 +119,8 @@ def parse(data: bytes, base_dir: str, source: str = "<plan>") -> Plan:
             raise PlanError(f"{where} ({version}): path must be a non-empty string")
         if not isinstance(expected, str) or not _HASH_RE.match(expected):
             raise PlanError(f"{where} ({version}): expected_hash must be 64 lowercase hex digits")
-        if isinstance(height, bool) or not isinstance(height, int) or height < 0:
-            raise PlanError(f"{where} ({version}): activation_height must be an integer >= 0")
+        if isinstance(height, bool) or not isinstance(height, int) or not 0 <= height <= MAX_HEIGHT:
+            raise PlanError(f"{where} ({version}): activation_height must be an integer >= 0 and <= 2^63-1 (int64)")
         if entries and height <= entries[-1].activation_height:
             raise PlanError(
                 f"{where} ({version}): activation heights must strictly increase "

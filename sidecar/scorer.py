@@ -129,9 +129,36 @@ class Scorer:
             determinism.apply_environment()
         except determinism.DeterminismError as e:
             raise ScorerError(str(e), "determinism") from None
+        # Every check below reads a private copy: the bytes hashed are the bytes
+        # TensorFlow loads and the golden vectors checked, whatever happens to
+        # model_path meanwhile. Messages name model_path, not the copy.
+        try:
+            with hashing.private_copy(model_path) as snapshot:
+                logging.info("start-up: copied %s to %s; the checks below read the copy", model_path, snapshot)
+                try:
+                    scorer = cls._load_verified(snapshot, expected_hash, expected_version)
+                except ScorerError as e:
+                    raise ScorerError(str(e).replace(snapshot, model_path), e.kind) from None
+        except hashing.ModelHashError as e:
+            raise ScorerError(f"cannot hash model directory {model_path}: {e}", "missing_files") from None
+        except OSError as e:
+            raise ScorerError(f"model directory {model_path} is missing or unreadable: {e.strerror or e}",
+                              "missing_files") from None
+        scorer.model_path = model_path
+        return scorer
+
+    @classmethod
+    def _load_verified(cls, model_path: str, expected_hash: str | None, expected_version: str | None) -> "Scorer":
         try:
             logging.info("start-up 2/6: checking %s against the determinism contract", model_path)
-            _check_recorded_determinism(model_lib.read_facts(model_path))
+            facts = model_lib.read_facts(model_path)
+            _check_recorded_determinism(facts)
+            if facts.golden_file != golden.GOLDEN_FILE:
+                # export_metadata.json is outside the hash: it may not choose which
+                # (possibly unhashed, possibly outside) file the self-check trusts.
+                raise ScorerError(
+                    f"{hashing.METADATA_FILE} names golden vectors {facts.golden_file!r}; only "
+                    f"{golden.GOLDEN_FILE!r}, inside the hashed directory, is accepted", "invalid_metadata")
             logging.info(
                 "start-up 3/6: verifying model hash (export_metadata.json%s), version%s and TensorFlow version",
                 f" and expected {expected_hash}" if expected_hash else "",
@@ -143,12 +170,14 @@ class Scorer:
             raise ScorerError(str(e), e.kind) from None
         try:
             logging.info(
-                "start-up 4/6: loaded model %s (%s) from %s (hash %.3fs, TensorFlow import %.3fs, load %.3fs)",
-                model.version, model.hash, model_path,
-                timings["hash"], timings["import_tensorflow"], timings["load"],
+                "start-up 4/6: loaded model %s (%s) (hash %.3fs, TensorFlow import %.3fs, load %.3fs)",
+                model.version, model.hash, timings["hash"], timings["import_tensorflow"], timings["load"],
             )
             _check_no_gpu()
-            vectors = golden.load_vectors(model_path, model.facts.golden_file)
+            vectors = golden.load_vectors(model_path)
+            if not vectors:
+                raise ScorerError(f"{golden.GOLDEN_FILE} has no vectors: the model could not check itself",
+                                  "self_check")
             logging.info("start-up 5/6: running %d golden vectors", len(vectors))
             problems = golden.check_all(model, vectors)
             problems += model.cross_check([v["features"] for v in vectors])
@@ -166,8 +195,10 @@ class Scorer:
                     )
         except BaseException as e:
             model.close()
-            if isinstance(e, (OSError, ValueError, KeyError)):
-                raise ScorerError(f"cannot read golden vectors of {model_path}: {e}", "missing_files") from None
+            if isinstance(e, ScorerError):
+                raise
+            if isinstance(e, (OSError, ValueError, KeyError, TypeError)):
+                raise ScorerError(f"cannot read golden vectors of {model_path}: {e!r}", "missing_files") from None
             raise
         return scorer
 

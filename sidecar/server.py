@@ -155,6 +155,9 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         except registry_lib.NeedsHeight as e:
             self._metrics.record_failure()
             self._reject(context, "ComputeScore", grpc.StatusCode.FAILED_PRECONDITION, str(e), rid)
+        except registry_lib.HeightOutOfRange as e:
+            self._metrics.record_failure()
+            self._reject(context, "ComputeScore", grpc.StatusCode.OUT_OF_RANGE, str(e), rid)
         except registry_lib.Unavailable as e:
             self._metrics.record_failure()
             self._reject(context, "ComputeScore", grpc.StatusCode.UNAVAILABLE, str(e), rid)

@@ -41,6 +41,7 @@ FAMILIES = {
     "veid_inference_model_activation_height",
     "veid_inference_highest_block_height",
     "veid_inference_upgrade_alert_blocks",
+    "veid_inference_upgrade_plan_refused",
     "veid_inference_model_rejections",  # no samples until a plan entry is rejected
     "veid_inference_sidecar_healthy",
     "veid_inference_score_distribution",

@@ -166,6 +166,30 @@ def test_damaged_variables_with_consistent_metadata_fail_to_load(model_copy, fau
     assert_refused(run(model_path=model_copy), message)
 
 
+def test_metadata_may_not_choose_the_golden_file(model_copy):
+    # export_metadata.json is outside the hash: it may not point the self-check elsewhere.
+    meta_path = os.path.join(model_copy, hashing.METADATA_FILE)
+    with open(meta_path, encoding="utf-8") as f:
+        meta = json.load(f)
+    meta["golden_vectors"]["file"] = "../elsewhere.json"
+    with open(meta_path, "w", encoding="utf-8") as f:
+        json.dump(meta, f)
+    assert_refused(run(model_path=model_copy), "'../elsewhere.json'", "only 'golden_vectors.json'")
+
+
+def test_empty_golden_set_is_refused(model_copy):
+    with open(os.path.join(model_copy, "golden_vectors.json"), "w", encoding="utf-8") as f:
+        json.dump({"vectors": []}, f)
+    rehash(model_copy)
+    assert_refused(run(model_path=model_copy), "golden_vectors.json has no vectors")
+
+
+def test_symlinked_model_root_is_refused(model_copy):
+    link = model_copy.rstrip("/") + "-current"
+    os.symlink(model_copy, link)
+    assert_refused(run(model_path=link), "is a symlink; name the directory itself")
+
+
 def test_extra_file(model_copy):
     with open(os.path.join(model_copy, "variables", "README"), "w", encoding="utf-8") as f:
         f.write("not part of the model\n")
