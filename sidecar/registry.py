@@ -463,6 +463,9 @@ class Registry:
 
     def _run(self) -> None:
         next_poll = self._clock() + self._poll_s
+        # Stage what start() left to this thread now, not at the first poll:
+        # with --plan-poll-interval=1h the other entries would stay pending.
+        self._wake.set()
         while True:
             self._wake.wait(max(0.0, next_poll - self._clock()))
             self._wake.clear()

@@ -376,6 +376,15 @@ def test_start_up_with_a_broken_future_entry_starts_and_rejects_it():
     r.close()
 
 
+def test_the_manager_stages_the_other_entries_right_after_start_up_not_at_the_first_poll():
+    r = registry(background=True, max_loaded=2, poll_s=3600.0)
+    deadline = time.monotonic() + 10
+    while sorted(loaded(r)) != ["v0", "v1"]:
+        assert time.monotonic() < deadline, [(s.entry.version, s.state) for s in r.statuses()]
+        time.sleep(0.01)
+    r.close()
+
+
 def test_start_up_refuses_a_broken_entry_for_the_start_height_and_loads_it_first():
     loader = FakeLoader(broken={"v0"})
     with pytest.raises(scorer_lib.ScorerError, match="v0 is broken"):

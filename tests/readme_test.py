@@ -19,10 +19,13 @@ import re
 import shlex
 import shutil
 import subprocess
+import time
 
 import grpc
 import pytest
 
+from inference.v1 import inference_pb2 as pb
+from inference.v1 import inference_pb2_grpc as pb_grpc
 from ops import committed_model
 from ops import sidecar_process
 from sidecar import golden
@@ -181,7 +184,21 @@ def uses_tls(words: list[str]) -> bool:
 def upgrade_sidecar(workspace):
     """The README's `bazel run //sidecar -- --upgrade-plan=...` line."""
     (args,) = [a for a in bazel_run_commands("//sidecar") if any(w.startswith("--upgrade-plan=") for w in a)]
-    yield from readme_sidecar(args, workspace)
+    sidecars = readme_sidecar(args, workspace)
+    s = next(sidecars)
+    try:
+        # SERVING comes with one model verified; the README's `client plan`
+        # (exit 1 while an entry due is pending) is run once the rest is staged.
+        deadline = time.monotonic() + sidecar_process.START_TIMEOUT_S
+        with s.channel() as ch:
+            stub = pb_grpc.InferenceServiceStub(ch)
+            while any(e.state == pb.MODEL_STATE_PENDING
+                      for e in stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=30).plan):
+                assert time.monotonic() < deadline, s.log()[-4000:]
+                time.sleep(0.2)
+        yield s
+    finally:
+        sidecars.close()
 
 
 def grpcurl(words: list[str], sidecar, cwd: str) -> subprocess.CompletedProcess:
