@@ -310,11 +310,8 @@ def test_compose_up_is_healthy_serves_the_plan_and_stops(daemon, workdir, pulled
         assert (mount["Source"], mount["RW"]) == (models, False), mount
         with grpc.secure_channel(f"127.0.0.1:{ports[50051]}", tls["credentials"]) as ch:
             stub = pb_grpc.InferenceServiceStub(ch)
-            # Healthy once one model is verified; the manager stages the rest right after.
-            deadline = time.monotonic() + sidecar_process.START_TIMEOUT_S
-            while "MODEL_STATE_PENDING" in (states := plan_states(stub)).values():
-                assert time.monotonic() < deadline, states
-                time.sleep(0.2)
+            sidecar_process.wait_staged(stub)
+            states = plan_states(stub)
             assert list(states) == [e["version"] for e in example["entries"]], states
             assert set(states.values()) <= {"MODEL_STATE_ACTIVE", "MODEL_STATE_VERIFIED"}, states
             calls.compare_with_native(stub, native, vectors, randoms=0, block_height=1)

@@ -20,6 +20,7 @@ import urllib.request
 import grpc
 from grpc_health.v1 import health_pb2
 from grpc_health.v1 import health_pb2_grpc
+from inference.v1 import inference_pb2 as pb
 from prometheus_client.parser import text_string_to_metric_families
 
 from ops import committed_model
@@ -235,3 +236,16 @@ def run_to_exit(*args: str, env: dict[str, str] | None = None, timeout: float = 
         text=True,
         timeout=timeout,
     )
+
+
+def wait_staged(stub, log=lambda: "", timeout: float = START_TIMEOUT_S):
+    """Until no entry of the served plan is pending; returns the plan. SERVING
+    comes with one model verified, and the manager stages the others right
+    after, so a check of every entry's state waits for this first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        plan = stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=30).plan
+        if all(e.state != pb.MODEL_STATE_PENDING for e in plan):
+            return plan
+        assert time.monotonic() < deadline, f"plan entries still pending after {timeout}s: {plan}\n{log()[-4000:]}"
+        time.sleep(0.2)
