@@ -14,6 +14,7 @@ import shutil
 import pytest
 
 from image import assemble
+from image import engine_fixtures
 from image import equivalence
 from image import podman
 from sidecar import hashing
@@ -25,7 +26,7 @@ _RANDOM = 20
 
 @pytest.fixture(scope="module", autouse=True)
 def engine_available():
-    podman.skip_unless_available("the equivalence test")
+    engine_fixtures.require(podman.unavailable_reason(), "the equivalence test")
 
 
 @pytest.fixture(scope="module")

@@ -58,13 +58,6 @@ def unavailable_reason():
     return None
 
 
-def skip_unless_available(what):
-    """In a pytest module: skip where podman cannot run, fail under CI=true
-    (CI installs everything it needs)."""
-    from image import engine_fixtures  # pylint: disable=import-outside-toplevel
-    engine_fixtures.require(unavailable_reason(), what)
-
-
 def registry_missing():
     """Why Debian's docker-registry cannot run here, or None."""
     return None if tool("docker-registry") else "docker-registry is not installed (apt-get install docker-registry)"
