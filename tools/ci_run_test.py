@@ -48,7 +48,7 @@ def checkout(root):
 def test_ci_run_sets_ci_true_for_the_tests(tmp_path, caller_ci):
     root = str(tmp_path / "checkout")
     checkout(root)
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "VEID_CI_MIN_FREE_GB": "0"}
     if caller_ci is not None:
         env["CI"] = caller_ci
     out = subprocess.run(["bash", os.path.join(root, ".ci", "run")], env=env, capture_output=True, text=True,
@@ -56,7 +56,20 @@ def test_ci_run_sets_ci_true_for_the_tests(tmp_path, caller_ci):
     with open(os.path.join(root, "ci_seen"), encoding="utf-8") as f:
         assert f.read() == "true"
     assert out.returncode == 0, out.stdout + out.stderr
-    assert out.stdout.splitlines()[-2:] == ["skipped: //pkg:a_test a_test.py::test_x: no qemu", "2 passed, 0 failed"]
+    lines = out.stdout.splitlines()
+    assert lines[-2:] == ["skipped: //pkg:a_test a_test.py::test_x: no qemu", "2 passed, 0 failed"]
+    assert lines[-3].startswith("disk: ") and " GB at the lowest, " in lines[-3], lines
+
+
+def test_ci_run_refuses_a_disk_too_full_for_the_suite(tmp_path):
+    root = str(tmp_path / "checkout")
+    checkout(root)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "VEID_CI_MIN_FREE_GB": str(10**9)}
+    out = subprocess.run(["bash", os.path.join(root, ".ci", "run")], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert f"GB free; a full run needs {10**9} GB" in out.stderr, out.stderr
+    assert not os.path.exists(os.path.join(root, "ci_seen"))  # the tests never started
 
 
 if __name__ == "__main__":
