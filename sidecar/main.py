@@ -7,6 +7,7 @@ NOT_SERVING, finish in-flight calls within --grace-period and exit 0.
 """
 
 import gc
+import os
 import re
 import signal
 import sys
@@ -26,6 +27,11 @@ def _defer_hup(signum, frame):  # pylint: disable=unused-argument
 if __name__ == "__main__":
     # Before the imports below (numpy, gRPC, ...): seconds on a busy machine.
     signal.signal(signal.SIGHUP, _defer_hup)
+    # gRPC core reads its log level once, when it is imported, and at its
+    # default it logs one line per refused TLS handshake: anyone who reaches
+    # the port could grow the log by ~800 lines/s per client. Errors still
+    # show; an operator chasing a handshake sets GRPC_VERBOSITY=INFO.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 # pylint: disable=wrong-import-position
 from absl import app
