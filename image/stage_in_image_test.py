@@ -123,12 +123,11 @@ def _states(stub):
 
 
 def _wait(predicate, engine, name="serving", timeout=sidecar_process.START_TIMEOUT_S):
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            logs = engine.podman("logs", name, check=False)
-            raise AssertionError(f"timed out:\n{(logs.stdout + logs.stderr)[-6000:]}")
-        time.sleep(0.5)
+    def logs():
+        proc = engine.podman("logs", name, check=False)
+        return f"timed out:\n{(proc.stdout + proc.stderr)[-6000:]}"
+
+    sidecar_process.wait_until(predicate, timeout, logs, poll_s=0.5)
 
 
 if __name__ == "__main__":

@@ -177,11 +177,7 @@ class Sidecar:
             time.sleep(poll_s)
 
     def wait_for_log(self, text: str, timeout: float = 10.0) -> None:
-        end = time.monotonic() + timeout
-        while text not in self.log():
-            if time.monotonic() > end:
-                raise AssertionError(f"{text!r} not logged within {timeout}s:\n{self.log()}")
-            time.sleep(0.05)
+        wait_until(lambda: text in self.log(), timeout, lambda: f"{text!r} not logged within {timeout}s:\n{self.log()}")
 
     def terminate(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
         """Sends `sig` and returns the exit code (killing the process if it hangs)."""
@@ -242,10 +238,23 @@ def wait_staged(stub, log=lambda: "", timeout: float = START_TIMEOUT_S):
     """Until no entry of the served plan is pending; returns the plan. SERVING
     comes with one model verified, and the manager stages the others right
     after, so a check of every entry's state waits for this first."""
-    deadline = time.monotonic() + timeout
-    while True:
-        plan = stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=30).plan
-        if all(e.state != pb.MODEL_STATE_PENDING for e in plan):
-            return plan
-        assert time.monotonic() < deadline, f"plan entries still pending after {timeout}s: {plan}\n{log()[-4000:]}"
-        time.sleep(0.2)
+    def served_plan():
+        return stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=30).plan
+
+    def settled():
+        plan = served_plan()
+        return plan if all(e.state != pb.MODEL_STATE_PENDING for e in plan) else None
+
+    return wait_until(settled, timeout, lambda: f"plan entries still pending after {timeout}s: {served_plan()}\n"
+                      f"{log()[-4000:]}", poll_s=0.2)
+
+
+def wait_until(predicate, timeout: float, describe, poll_s: float = 0.05):
+    """predicate()'s first truthy value, asked every poll_s; after `timeout` s an
+    AssertionError whose message is describe() (a log tail, the last state)."""
+    end = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > end:
+            raise AssertionError(describe())
+        time.sleep(poll_s)
+    return value

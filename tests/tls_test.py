@@ -137,26 +137,43 @@ def test_python_refused_and_others_still_served(certs, mtls, case):
         assert raw_call(fresh, METHOD + "GetModelInfo", b"") == before
 
 
-def refused_handshakes(target: str, ca: str, count: int) -> int:
-    """Raw TLS handshakes without a client certificate; returns how many the server refused."""
-    host, port = target.rsplit(":", 1)
-    ctx = ssl.create_default_context(cafile=ca)
+def raw_tls_context(certs, client_certificate: bool = True) -> ssl.SSLContext:
+    """A bare TLS client as gRPC's would offer itself: the CA, ALPN h2, with or without the client certificate."""
+    ctx = ssl.create_default_context(cafile=certs["ca"])
+    if client_certificate:
+        ctx.load_cert_chain(certs["client_cert"], certs["client_key"])
     ctx.set_alpn_protocols(["h2"])
+    return ctx
+
+
+def raw_tls(ctx: ssl.SSLContext, target: str) -> ssl.SSLSocket:
+    """A handshake with the sidecar at `target`; the TCP socket is closed if it fails."""
+    host, port = target.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    try:
+        return ctx.wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def refused_handshakes(certs, target: str, count: int) -> int:
+    """Raw TLS handshakes without a client certificate; returns how many the server refused."""
+    ctx = raw_tls_context(certs, client_certificate=False)
     refused = 0
     for _ in range(count):
-        with socket.create_connection((host, int(port)), timeout=10) as sock:
-            try:
-                with ctx.wrap_socket(sock, server_hostname="localhost") as tls:
-                    refused += tls.recv(1) == b""  # TLS 1.3: the refusal arrives after the client's Finished
-            except (ssl.SSLError, ConnectionResetError):
-                refused += 1
+        try:
+            with raw_tls(ctx, target) as tls:
+                refused += tls.recv(1) == b""  # TLS 1.3: the refusal arrives after the client's Finished
+        except (ssl.SSLError, ConnectionResetError):
+            refused += 1
     return refused
 
 
 def test_refused_handshakes_do_not_flood_the_log(certs, mtls):
     # At gRPC core's default log level each of these would add a line.
     lines = len(mtls.log().splitlines())
-    assert refused_handshakes(mtls.target, certs["ca"], 300) == 300
+    assert refused_handshakes(certs, mtls.target, 300) == 300
     with mtls.channel() as ch:
         raw_call(ch, METHOD + "GetModelInfo", b"")
     time.sleep(0.5)  # what gRPC core might still write
@@ -249,20 +266,8 @@ def test_tls_versions(certs, mtls, version, accepted):
 
 def served_certificate(certs, target: str) -> bytes:
     """The DER certificate a new handshake gets."""
-    ctx = ssl.create_default_context(cafile=certs["ca"])
-    ctx.load_cert_chain(certs["client_cert"], certs["client_key"])
-    ctx.set_alpn_protocols(["h2"])
-    host, port = target.rsplit(":", 1)
-    with ctx.wrap_socket(socket.create_connection((host, int(port)), timeout=10),
-                         server_hostname=host) as s:
+    with raw_tls(raw_tls_context(certs), target) as s:
         return s.getpeercert(binary_form=True)
-
-
-def wait_until(predicate, log, timeout=30.0):
-    end = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < end, log()
-        time.sleep(0.05)
 
 
 def der(path) -> bytes:
@@ -295,7 +300,7 @@ def test_rotation_under_load(certs, mtls):
             n = mtls.log().count(log_line)
             live_dir(certs, cert, key)
             mtls.proc.send_signal(signal.SIGHUP)
-            wait_until(lambda: mtls.log().count(log_line) > n, mtls.log)
+            sidecar_process.wait_until(lambda: mtls.log().count(log_line) > n, 30.0, mtls.log)
             assert served_certificate(certs, mtls.target) == wanted_der
 
         rotate_and_wait("server2_cert", "server2_key", der(certs["server2_cert"]), "TLS files reloaded")

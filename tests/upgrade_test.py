@@ -129,13 +129,8 @@ def plan_states(stub):
 
 
 def wait_for(predicate, what, sidecar, timeout=120.0):
-    end = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < end, f"timed out waiting for {what}:\n{sidecar.log()[-6000:]}"
-        time.sleep(0.1)
+    return sidecar_process.wait_until(predicate, timeout,
+                                      lambda: f"timed out waiting for {what}:\n{sidecar.log()[-6000:]}", poll_s=0.1)
 
 
 def test_heights_around_the_activation_use_old_new_new(stub, vectors, height, hashes):
