@@ -44,6 +44,11 @@ def checkout(root):
         os.chmod(os.path.join(root, path), 0o755)
 
 
+def run_ci(root, env):
+    return subprocess.run(["bash", os.path.join(root, ".ci", "run")], env=env, capture_output=True, text=True,
+                          timeout=60)
+
+
 @pytest.mark.parametrize("caller_ci", [None, "", "false"])
 def test_ci_run_sets_ci_true_for_the_tests(tmp_path, caller_ci):
     root = str(tmp_path / "checkout")
@@ -51,8 +56,7 @@ def test_ci_run_sets_ci_true_for_the_tests(tmp_path, caller_ci):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "VEID_CI_MIN_FREE_GB": "0"}
     if caller_ci is not None:
         env["CI"] = caller_ci
-    out = subprocess.run(["bash", os.path.join(root, ".ci", "run")], env=env, capture_output=True, text=True,
-                         timeout=60)
+    out = run_ci(root, env)
     with open(os.path.join(root, "ci_seen"), encoding="utf-8") as f:
         assert f.read() == "true"
     assert out.returncode == 0, out.stdout + out.stderr
@@ -65,8 +69,7 @@ def test_ci_run_refuses_a_disk_too_full_for_the_suite(tmp_path):
     root = str(tmp_path / "checkout")
     checkout(root)
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "VEID_CI_MIN_FREE_GB": str(10**9)}
-    out = subprocess.run(["bash", os.path.join(root, ".ci", "run")], env=env, capture_output=True, text=True,
-                         timeout=60)
+    out = run_ci(root, env)
     assert out.returncode == 3, out.stdout + out.stderr
     assert f"GB free; a full run needs {10**9} GB" in out.stderr, out.stderr
     assert not os.path.exists(os.path.join(root, "ci_seen"))  # the tests never started
