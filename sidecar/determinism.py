@@ -22,7 +22,9 @@ Not guarded because TF 2.21 never reads them: TF_ENABLE_XLA,
 ONEDNN_CPU_ISA_HINTS / DNNL_CPU_ISA_HINTS. OMP_NUM_THREADS is in ENVIRONMENT.
 """
 
+import ctypes
 import os
+import platform
 import random
 import sys
 import threading
@@ -31,6 +33,10 @@ import types
 SEED = 42
 INTER_OP_THREADS = 1
 INTRA_OP_THREADS = 1
+# A session with a negative inter-op thread count runs every kernel on the
+# thread that calls it (ConfigProto.inter_op_parallelism_threads); with
+# INTRA_OP_THREADS = 1 no kernel is split across threads either.
+CALLER_THREAD = -1
 
 ENVIRONMENT = {
     "CUDA_VISIBLE_DEVICES": "-1",
@@ -118,6 +124,64 @@ def import_tensorflow() -> types.ModuleType:
         random.seed(SEED)
         _tf = tf
         return tf
+
+
+class _Fenv(ctypes.Structure):
+    """glibc's x86-64 fenv_t: the x87 environment (fnstenv's 28 bytes), then MXCSR."""
+
+    _fields_ = [("x87", ctypes.c_char * 28), ("mxcsr", ctypes.c_uint32)]
+
+
+_MXCSR_FTZ_DAZ = 0x8040  # flush-to-zero (results) | denormals-are-zero (inputs)
+_libc_fenv: tuple | None = None
+
+
+def _fenv_functions() -> tuple:
+    global _libc_fenv
+    if _libc_fenv is None:
+        if platform.machine() not in ("x86_64", "AMD64"):
+            raise DeterminismError(
+                f"running kernels on the calling thread needs x86-64's MXCSR flush modes; this is {platform.machine()}"
+            )
+        libc = ctypes.CDLL(None)
+        _libc_fenv = (libc.fegetenv, libc.fesetenv)
+    return _libc_fenv
+
+
+class flush_denormals:  # pylint: disable=invalid-name
+    """Within it the calling thread flushes denormals to zero, as TensorFlow's own threads do.
+
+    TensorFlow starts its pool threads with flush-to-zero and
+    denormals-are-zero set (and round-to-nearest, every thread's default), so
+    a kernel on one of them turns a subnormal input or result into 0. Kernels
+    run on the caller's thread (CALLER_THREAD) must see the same mode or they
+    return other bits whenever a subnormal occurs. The thread's previous
+    mode is restored on exit: Python's own arithmetic (hashes, reason codes)
+    keeps IEEE subnormals. A class rather than a generator: it wraps every
+    inference, and this costs a third as much.
+    """
+
+    __slots__ = ("_saved",)
+
+    def __enter__(self) -> None:
+        get, set_ = _fenv_functions()
+        self._saved = _Fenv()
+        if get(ctypes.byref(self._saved)) != 0:
+            raise DeterminismError("fegetenv failed: cannot read this thread's floating-point mode")
+        flushing = _Fenv.from_buffer_copy(self._saved)
+        flushing.mxcsr |= _MXCSR_FTZ_DAZ
+        if set_(ctypes.byref(flushing)) != 0:
+            raise DeterminismError("fesetenv failed: cannot set flush-to-zero on this thread")
+
+    def __exit__(self, *exc) -> None:
+        _fenv_functions()[1](ctypes.byref(self._saved))
+
+
+def session_config(tf):
+    """A tf.compat.v1.ConfigProto running every kernel on the caller's thread, one intra-op thread."""
+    return tf.compat.v1.ConfigProto(
+        inter_op_parallelism_threads=CALLER_THREAD, intra_op_parallelism_threads=INTRA_OP_THREADS
+    )
 
 
 def settings() -> dict:

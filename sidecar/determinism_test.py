@@ -138,3 +138,17 @@ def test_settings_are_plain_json():
 
 if __name__ == "__main__":
     raise SystemExit(pytest.main([__file__, "-q", "-p", "no:cacheprovider"]))
+
+
+def test_flush_denormals_is_scoped_to_its_block():
+    import numpy as np  # pylint: disable=import-outside-toplevel
+
+    tiny = np.float32(3e-39)  # subnormal; half of it too
+    half = np.float32(0.5)
+    with determinism.flush_denormals():
+        assert tiny * half == 0.0
+    assert tiny * half == np.float32(1.5e-39)
+    with pytest.raises(ZeroDivisionError):
+        with determinism.flush_denormals():
+            raise ZeroDivisionError
+    assert tiny * half == np.float32(1.5e-39)

@@ -2,14 +2,12 @@
 
 Batch size is always exactly 1: oneDNN picks its sgemm kernel by CPU and only
 batch-1 products came out bit-identical across CPUs. TF calls are serialised
-by one lock and run on the caller's thread: any number of request threads can
-share the model while TF never runs concurrently. (A dedicated inference
-thread cost two cross-thread wake-ups per call, ~0.1 ms of a 0.2 ms call,
-without changing a bit: the kernels run on TF's own inter-op thread either way.)
-"""
+by one lock and their kernels run on the caller's thread, in TF's own float
+mode (determinism.flush_denormals): any number of request threads can share
+the model while TF never runs concurrently, and no call waits for another
+thread to wake up."""
 
 import dataclasses
-import itertools
 import json
 import os
 import threading
@@ -145,79 +143,51 @@ def load_for_export(path: str) -> "TrustModel":
     return TrustModel(path, None)
 
 
-class _DirectCall:
-    """Calls a signature's function the way TF's own signature call ends up calling it.
+class _SessionCall:
+    """Runs a signature's function as a frozen graph in a private session, kernels on the caller's thread.
 
-    A signature call spends most of its ~200 us binding and checking Python
-    arguments before it executes the function as one op. This issues that op
-    itself with TFE_Py_Execute: the same function (or, when the signature's
-    function only forwards its arguments to one inner function call and passes
-    its results through Identity, that inner function: one function call
-    fewer, ~0.07 ms), the same captured variables and call attributes, so the
-    kernels and therefore the bits are the same. The model cross-checks it
-    against the signature call on every golden vector at start-up, and tests
-    do with random inputs. Only for one float32 (1, 768) input, called under
-    the model's lock.
+    The signature's function is frozen (its variables become constants of the
+    same values), imported into a graph of its own and run through a callable
+    of a session whose kernels all run on the calling thread
+    (determinism.session_config), inside determinism.flush_denormals() so they
+    see the float mode TF's own threads have. These are the graph's kernels
+    that the eager signature call runs, minus the eager runtime around them
+    and the hand-off to TF's inter-op thread and back. The model cross-checks
+    it against the signature call on every golden vector at start-up, and
+    tests do with random and extreme inputs. Only for one float32 (1, 768)
+    input, called under the model's lock.
     """
 
     def __init__(self, tf, signature, output_names: tuple[str, ...]):
-        # pylint: disable=import-outside-toplevel,protected-access
-        from tensorflow.python import pywrap_tfe
-        from tensorflow.python.eager import context
-        from tensorflow.python.framework import ops
+        # pylint: disable=import-outside-toplevel
+        from tensorflow.core.protobuf import config_pb2
+        from tensorflow.python.framework import convert_to_constants
 
-        fn = signature._inference_function
-        flat = [spec.name for spec in fn.function_type.flat_outputs]
+        flat = sorted(signature.structured_outputs)  # the order of signature.outputs
         if sorted(flat) != sorted(output_names):
             raise ModelError(f"signature outputs {flat} are not {list(output_names)}")
-        self._ctx = context.context()
-        self._execute = pywrap_tfe.TFE_Py_Execute
-        self._tensor = ops.EagerTensor
-        self._float32 = tf.float32.as_datatype_enum
-        self._captures = list(signature.captured_inputs)
-        attrs = self._ctx.function_call_options.as_attrs()
-        wanted = [flat.index(name) for name in output_names]
-        body = _forwarded_call(fn.cached_definition)
-        if body is not None and self._ctx.has_function(body[0]):
-            self._name, self._outputs, inner = body
-            self._order = tuple(inner[i] for i in wanted)
-            # Runs the body's ~100 small ops in order on one thread rather than
-            # dispatching each through the executor's ready queue: 5 % faster,
-            # the same kernels in a fixed order.
-            attrs["executor_type"] = "SINGLE_THREADED_EXECUTOR"
-        else:
-            self._name, self._outputs = fn.name.decode("utf-8"), len(flat)
-            self._order = tuple(wanted)
-        self._attrs = tuple(itertools.chain(*attrs.items()))
+        frozen = convert_to_constants.convert_variables_to_constants_v2(signature)
+        if len(frozen.inputs) != 1:
+            raise ModelError(f"signature takes {len(frozen.inputs)} inputs, not one {INPUT_NAME} tensor")
+        graph = tf.Graph()
+        with graph.as_default():
+            tf.compat.v1.import_graph_def(frozen.graph.as_graph_def(), name="")
+        self._session = tf.compat.v1.Session(graph=graph, config=determinism.session_config(tf))
+        options = config_pb2.CallableOptions(
+            feed=[t.name for t in frozen.inputs],
+            fetch=[frozen.outputs[flat.index(name)].name for name in output_names],
+        )
+        # Session.make_callable with feeds runs every call through Session.run's
+        # Python fetch and feed handling (~0.1 ms); a callable made from
+        # CallableOptions goes straight to TF_SessionRunCallable with the array.
+        self._call = self._session._make_callable_from_options(options)  # pylint: disable=protected-access
 
     def __call__(self, values: np.ndarray) -> list[np.ndarray]:
-        ctx = self._ctx
-        device = ctx.device_name  # a thread-local lookup; read once
-        x = self._tensor(values.reshape(1, F.FEATURE_DIM), device, self._float32)
-        out = self._execute(ctx._handle, device, self._name, [x] + self._captures, self._attrs, self._outputs)  # pylint: disable=protected-access
-        return [out[i].numpy() for i in self._order]
+        with determinism.flush_denormals():
+            return self._call(values.reshape(1, F.FEATURE_DIM))
 
-
-def _forwarded_call(fdef) -> tuple[str, int, list[int]] | None:
-    """(inner function, its output count, inner output index per outer output)
-    when `fdef` is exactly: one call of another function with all of fdef's
-    arguments in order, a NoOp, and an Identity per output; else None."""
-    args = [a.name for a in fdef.signature.input_arg]
-    calls = [n for n in fdef.node_def if n.op in ("StatefulPartitionedCall", "PartitionedCall")]
-    if len(calls) != 1 or list(calls[0].input) != args:
-        return None
-    call = calls[0]
-    identities = {n.name: n for n in fdef.node_def if n.op == "Identity"}
-    if any(n.op not in ("NoOp", "Identity") and n is not call for n in fdef.node_def):
-        return None
-    inner = []
-    for out in fdef.signature.output_arg:
-        node = identities.get(fdef.ret[out.name].split(":")[0])
-        prefix = f"{call.name}:output:"
-        if node is None or not node.input or not node.input[0].startswith(prefix):
-            return None
-        inner.append(int(node.input[0][len(prefix):]))
-    return call.attr["f"].func.name, len(call.attr["Tout"].list.type), inner
+    def close(self) -> None:
+        self._session.close()
 
 
 def _with_contributions(raw: np.float32, group_scores: np.ndarray) -> tuple[np.float32, dict[str, np.float32]]:
@@ -247,8 +217,8 @@ class TrustModel:
                 raise ModelError(f"SavedModel {path} lacks signature {name!r}")
         self._serving = sigs[SERVING_SIGNATURE]
         self._contributions = sigs[CONTRIBUTIONS_SIGNATURE]
-        self._fast_serving = _DirectCall(tf, self._serving, (OUTPUT_NAME,))
-        self._fast_contributions = _DirectCall(tf, self._contributions, (OUTPUT_NAME, GROUP_SCORES_NAME))
+        self._fast_serving = _SessionCall(tf, self._serving, (OUTPUT_NAME,))
+        self._fast_contributions = _SessionCall(tf, self._contributions, (OUTPUT_NAME, GROUP_SCORES_NAME))
 
     def run(self, arr: np.ndarray, contributions: bool = False, timeout: float | None = None):
         """One batch-1 inference of an array F.validate() returned.
@@ -316,6 +286,9 @@ class TrustModel:
     def close(self) -> None:
         """Waits for the call in progress; later calls raise ModelError."""
         with self._lock:
+            if not self._closed:
+                self._fast_serving.close()
+                self._fast_contributions.close()
             self._closed = True
 
     def __enter__(self) -> "TrustModel":

@@ -15,6 +15,7 @@ from sidecar import features as F
 from sidecar import golden
 from sidecar import hashing
 from sidecar import model as model_lib
+from tests import extreme_values as X
 from tests import model_fixture
 
 REQUIRED_VECTORS = {
@@ -100,14 +101,52 @@ def test_invalid_features_are_refused(model):
         model.infer(bad)
 
 
-def test_direct_call_matches_signature_call(model, vectors):
-    # The serving path issues the signature's function op itself; it must
-    # agree with TF's public signature call bit for bit, beyond the golden set.
+def test_serving_path_matches_signature_call(model, vectors):
+    # The serving path runs the signature's frozen graph in a session of its
+    # own on the calling thread; it must agree with TF's public signature call
+    # bit for bit, beyond the golden set: random, near-golden, extreme and
+    # subnormal inputs, and the golden vectors scaled down into subnormals
+    # (where a missing flush-to-zero mode would show first).
     rng = np.random.default_rng(11)
     base = np.asarray(vectors[0]["features"], dtype=np.float32)
     inputs = [rng.standard_normal(F.FEATURE_DIM) for _ in range(20)]
     inputs += [base + rng.normal(0, 1e-3, F.FEATURE_DIM) for _ in range(20)]
+    inputs += [X.uniform(v) for v in X.EXTREMES]
+    inputs += [base * np.float32(10.0 ** -k) for k in range(36, 46)]
     assert model.cross_check(inputs) == []
+
+
+def _probe(tf):
+    """A signature-like function whose output is subnormal unless its kernels flush denormals."""
+
+    @tf.function(input_signature=[tf.TensorSpec([1, F.FEATURE_DIM], tf.float32)])
+    def probe(x):
+        return {model_lib.OUTPUT_NAME: tf.matmul(x, tf.fill([F.FEATURE_DIM, 1], 0.5))}
+
+    return probe.get_concrete_function()
+
+
+SUBNORMAL = np.full((1, F.FEATURE_DIM), 3e-39 / F.FEATURE_DIM * 2, np.float32)
+
+
+def test_caller_thread_kernels_flush_denormals_like_tf_threads(model):
+    # TF runs eager functions on its pool threads, which flush denormals to
+    # zero; the serving path runs the same kernels on the caller's thread and
+    # must set that mode itself, or a subnormal intermediate keeps other bits.
+    tf = model._tf  # pylint: disable=protected-access
+    probe = _probe(tf)
+    on_tf_thread = probe(tf.constant(SUBNORMAL))[model_lib.OUTPUT_NAME].numpy()
+    assert on_tf_thread.tolist() == [[0.0]]
+    call = model_lib._SessionCall(tf, probe, (model_lib.OUTPUT_NAME,))  # pylint: disable=protected-access
+    try:
+        (served,) = call(SUBNORMAL)
+        assert served.tobytes() == on_tf_thread.tobytes()
+        # The same session outside the scope: its kernels do run on this
+        # thread (an unflushed subnormal comes back), so the scope is needed.
+        (unflushed,) = call._call(SUBNORMAL)  # pylint: disable=protected-access
+        assert 0.0 < unflushed[0, 0] < np.finfo(np.float32).tiny
+    finally:
+        call.close()
 
 
 def test_busy_model_times_out_then_serves(model, vectors):
