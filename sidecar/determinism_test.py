@@ -1,10 +1,12 @@
-"""determinism.apply_environment in fresh interpreters (none of them imports TF)."""
+"""determinism.apply_environment in fresh interpreters (none of them imports TF), and the
+flush-to-zero scope in this one."""
 
 import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from sidecar import determinism
@@ -136,19 +138,32 @@ def test_settings_are_plain_json():
     assert (s["seed"], s["inter_op_threads"], s["intra_op_threads"]) == (42, 1, 1)
 
 
-if __name__ == "__main__":
-    raise SystemExit(pytest.main([__file__, "-q", "-p", "no:cacheprovider"]))
+# Made outside any flush scope: inside one, converting 3e-39 to float32 is itself flushed.
+_SUBNORMAL, _E10, _E_20, _E_19 = np.float32(3e-39), np.float32(1e10), np.float32(1e-20), np.float32(1e-19)
 
 
-def test_flush_denormals_is_scoped_to_its_block():
-    import numpy as np  # pylint: disable=import-outside-toplevel
+def _modes() -> list[bytes]:
+    """The bits of (subnormal * 1e10, 1e-20 * 1e-19): denormals-are-zero makes the
+    first 0 (its input counts as 0, though the product is normal), flush-to-zero
+    the second (normal inputs, a subnormal result). Bits, because inside the
+    scope a comparison with 0.0 would itself treat a subnormal as 0."""
+    return [(_SUBNORMAL * _E10).tobytes(), (_E_20 * _E_19).tobytes()]
 
-    tiny = np.float32(3e-39)  # subnormal; half of it too
-    half = np.float32(0.5)
+
+def test_flush_denormals_sets_both_modes_only_within_its_block():
+    # TF's threads set both; either alone gives other bits for some input.
+    zero = np.float32(0.0).tobytes()
+    ieee = _modes()
+    assert zero not in ieee, ieee
     with determinism.flush_denormals():
-        assert tiny * half == 0.0
-    assert tiny * half == np.float32(1.5e-39)
+        flushed = _modes()
+    assert flushed == [zero, zero]
+    assert _modes() == ieee
     with pytest.raises(ZeroDivisionError):
         with determinism.flush_denormals():
             raise ZeroDivisionError
-    assert tiny * half == np.float32(1.5e-39)
+    assert _modes() == ieee
+
+
+if __name__ == "__main__":
+    raise SystemExit(pytest.main([__file__, "-q", "-p", "no:cacheprovider"]))
