@@ -241,12 +241,13 @@ def wait_staged(stub, log=lambda: "", timeout: float = START_TIMEOUT_S):
     def served_plan():
         return stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=30).plan
 
-    def settled():
+    def settled():  # the plan in a tuple: an empty plan is settled too, though falsy
         plan = served_plan()
-        return plan if all(e.state != pb.MODEL_STATE_PENDING for e in plan) else None
+        return (plan,) if all(e.state != pb.MODEL_STATE_PENDING for e in plan) else None
 
-    return wait_until(settled, timeout, lambda: f"plan entries still pending after {timeout}s: {served_plan()}\n"
-                      f"{log()[-4000:]}", poll_s=0.2)
+    (plan,) = wait_until(settled, timeout, lambda: f"plan entries still pending after {timeout}s: {served_plan()}\n"
+                         f"{log()[-4000:]}", poll_s=0.2)
+    return plan
 
 
 def wait_until(predicate, timeout: float, describe, poll_s: float = 0.05):
